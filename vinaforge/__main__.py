@@ -1,0 +1,3 @@
+from vinaforge.cli import main
+
+main()

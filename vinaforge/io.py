@@ -1,0 +1,146 @@
+"""Small file helpers every stage shares: atomic writes, content hashes, text readers.
+
+Hand-written glue: each piece is a few lines over the standard library, and one shared copy
+keeps "write to a temporary name, then rename" identical across stages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TEXT_SUFFIXES = (".txt", ".jsonl", ".jsonl.gz", ".json", ".conllu", ".parquet", ".gz")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; rename it over ``path`` only if the block succeeds.
+
+    A crash or ``kill -9`` leaves at most a ``.tmp-*`` file that no reader mistakes for the
+    finished artifact.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        if tmp.is_file():
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_path(path: str | os.PathLike) -> str:
+    """Content hash of a file, or of a folder (relative names and contents, in sorted order)."""
+    p = Path(path)
+    if p.is_file():
+        return sha256_file(p)
+    if not p.is_dir():
+        raise FileNotFoundError(f"no such file or folder: {p}")
+    h = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        rel = f.relative_to(p).as_posix()
+        if any(part.startswith(".") and ".tmp-" in part for part in f.relative_to(p).parts):
+            continue
+        h.update(rel.encode())
+        h.update(b"\0")
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def expand_inputs(patterns: list[str] | tuple[str, ...] | str, suffixes: tuple[str, ...] = TEXT_SUFFIXES) -> list[Path]:
+    """Files named by a list of files, folders (searched recursively) or globs, in stable order."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    found: list[Path] = []
+    for pat in patterns:
+        p = Path(pat)
+        if p.is_file():
+            found.append(p)
+        elif p.is_dir():
+            found.extend(sorted(q for q in p.rglob("*") if q.is_file() and q.name.endswith(suffixes)))
+        else:
+            matches = sorted(Path(m) for m in glob.glob(str(pat), recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"input {pat!r} matches no file or folder")
+            found.extend(m for m in matches if m.is_file())
+    return found
+
+
+def open_text(path: str | os.PathLike) -> io.TextIOBase:
+    """Open plain or gzip text as UTF-8, replacing invalid bytes instead of crashing."""
+    p = Path(path)
+    if p.name.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", errors="replace")
+    return open(p, encoding="utf-8", errors="replace")
+
+
+def iter_texts(path: str | os.PathLike, field: str = "text") -> Iterator[str]:
+    """Texts of one file: plain text (one per line), JSONL(.gz) ``field``, CoNLL-U ``# text =``.
+
+    A JSONL line that is not valid JSON or lacks ``field`` raises ``ValueError`` naming the file
+    and line: silently skipping it would bias every figure computed on the file.
+    """
+    p = Path(path)
+    name = p.name
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(p, columns=[field])
+        yield from (t for t in table.column(field).to_pylist() if t is not None)
+        return
+    with open_text(p) as fh:
+        if name.endswith(".conllu"):
+            for line in fh:
+                if line.startswith("# text = "):
+                    yield line[len("# text = ") :].rstrip("\n")
+        elif name.endswith((".jsonl", ".jsonl.gz", ".json")):
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{p}:{lineno}: not valid JSON ({err.msg})") from err
+                if not isinstance(rec, dict) or field not in rec:
+                    raise ValueError(f"{p}:{lineno}: record has no field {field!r}")
+                yield str(rec[field])
+        else:
+            for line in fh:
+                line = line.rstrip("\n")
+                if line:
+                    yield line

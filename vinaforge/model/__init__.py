@@ -1,0 +1,1 @@
+"""Model adaptation: loading bases, building tiny models, resizing embeddings, shared metrics."""

@@ -1,0 +1,106 @@
+"""Load a causal LM and its tokenizer from a Hugging Face folder or a hub id.
+
+Thin wrapper over ``transformers.AutoModelForCausalLM`` / ``AutoTokenizer``: the library does the
+loading; this module only turns the many ways loading can fail (missing folder, folder without a
+``config.json``, hub id unreachable offline, unknown architecture) into one clear error that names
+what was asked for, and maps our ``dtype`` strings to torch dtypes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer could not be loaded; the message names the source and the cause."""
+
+
+def torch_dtype(dtype: str):
+    """``"bf16"`` → ``torch.bfloat16``; ``"auto"`` passes through (the checkpoint's own dtype)."""
+    import torch
+
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
+    if dtype == "auto":
+        return "auto"
+    try:
+        return table[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}") from None
+
+
+def looks_like_path(name_or_path: str) -> bool:
+    """A hub id is ``owner/name``; anything absolute, relative-dotted or existing is a local path."""
+    p = Path(name_or_path)
+    return p.exists() or p.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
+
+
+def check_model_source(name_or_path: str) -> None:
+    """Fail early, with the path in the message, for a local folder that cannot hold a model."""
+    if not looks_like_path(name_or_path):
+        return
+    p = Path(name_or_path).expanduser()
+    if not p.exists():
+        raise ModelLoadError(f"model folder {p} does not exist")
+    if not p.is_dir():
+        raise ModelLoadError(f"model path {p} is a file; expected a Hugging Face model folder")
+    if not (p / "config.json").is_file():
+        raise ModelLoadError(f"model folder {p} has no config.json; is it a Hugging Face model folder?")
+
+
+def load_causal_lm(
+    name_or_path: str,
+    dtype: str = "auto",
+    attn_implementation: str | None = "sdpa",
+    device: str | None = None,
+) -> PreTrainedModel:
+    """Load a causal LM from a local HF folder or a hub id (honours ``HF_HUB_OFFLINE``)."""
+    from transformers import AutoModelForCausalLM
+
+    name_or_path = str(name_or_path)
+    check_model_source(name_or_path)
+    kwargs = {"dtype": torch_dtype(dtype)}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(f"cannot load a causal LM from {name_or_path!r}: {err}") from err
+    if device:
+        model = model.to(device)
+    log.info(
+        "loaded %s from %s (%s parameters, %s)",
+        type(model).__name__,
+        name_or_path,
+        f"{model.num_parameters():,}",
+        next(model.parameters()).dtype,
+    )
+    return model
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """Load the tokenizer saved in a HF folder (or a hub id)."""
+    from transformers import AutoTokenizer
+
+    name_or_path = str(name_or_path)
+    if looks_like_path(name_or_path) and not Path(name_or_path).expanduser().is_dir():
+        raise ModelLoadError(f"tokenizer folder {name_or_path} does not exist")
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelLoadError(f"cannot load a tokenizer from {name_or_path!r}: {err}") from err
