@@ -4,4 +4,3 @@ try:
     __version__ = version("vinaforge")
 except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0+src"
-

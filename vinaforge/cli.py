@@ -62,9 +62,13 @@ SetOpt = Annotated[
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     set_: SetOpt = None,
-    from_stage: Annotated[str | None, typer.Option("--from", help="Re-run this stage and all after it.")] = None,
+    from_stage: Annotated[
+        str | None, typer.Option("--from", help="Re-run this stage and all after it.")
+    ] = None,
     only: Annotated[str | None, typer.Option("--only", help="Run only this stage (forced).")] = None,
-    run_dir: Annotated[Path | None, typer.Option(help="Parent folder of runs (default: the recipe's run_dir).")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Parent folder of runs (default: the recipe's run_dir).")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a recipe: every stage in order, reusing those whose config and inputs are unchanged."""
@@ -72,7 +76,7 @@ def run(
 
     from vinaforge.logs import fail, setup_console
     from vinaforge.recipe import RecipeError, load_recipe
-    from vinaforge.runner import run_recipe
+    from vinaforge.runner import StageFailed, run_recipe
 
     setup_console(logging.DEBUG if verbose else logging.INFO)
     try:
@@ -80,6 +84,11 @@ def run(
         out = run_recipe(rec, from_stage=from_stage, only=only, run_root=run_dir)
     except RecipeError as err:
         fail(str(err))
+        return
+    except StageFailed as err:
+        if verbose:
+            raise
+        fail(str(err), code=1)
         return
     except KeyboardInterrupt:
         fail("interrupted; run again to resume", code=130)

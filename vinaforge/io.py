@@ -82,7 +82,9 @@ def sha256_path(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def expand_inputs(patterns: list[str] | tuple[str, ...] | str, suffixes: tuple[str, ...] = TEXT_SUFFIXES) -> list[Path]:
+def expand_inputs(
+    patterns: list[str] | tuple[str, ...] | str, suffixes: tuple[str, ...] = TEXT_SUFFIXES
+) -> list[Path]:
     """Files named by a list of files, folders (searched recursively) or globs, in stable order."""
     if isinstance(patterns, str):
         patterns = [patterns]

@@ -36,7 +36,7 @@ def _check_input_path(value: str) -> str:
 
 def _check_input_paths(values: list[str]) -> list[str]:
     for v in values:
-        if isinstance(v, str) and not v.startswith("@") and not any(c in v for c in "*?[") :
+        if isinstance(v, str) and not v.startswith("@") and not any(c in v for c in "*?["):
             _check_input_path(v)
     return values
 
@@ -130,7 +130,9 @@ def _list_index(node: list, key: str, item: str) -> int:
 # ----------------------------------------------------------------------------- validation
 
 
-def _describe_error(err: dict, source: str, prefix: tuple, lines: dict[tuple, int], model: type[BaseModel]) -> str:
+def _describe_error(
+    err: dict, source: str, prefix: tuple, lines: dict[tuple, int], model: type[BaseModel]
+) -> str:
     loc = tuple(err["loc"])
     full = (*prefix, *loc)
     line = None
@@ -177,8 +179,9 @@ def validate_config(
         raise RecipeError("invalid config:\n  " + "\n  ".join(msgs)) from None
 
 
-def load_stage_config(model: type[BaseModel], path: str | Path | None, sets: list[str] | None = None,
-                      base: dict | None = None) -> BaseModel:
+def load_stage_config(
+    model: type[BaseModel], path: str | Path | None, sets: list[str] | None = None, base: dict | None = None
+) -> BaseModel:
     """Config for a single-stage CLI command: optional YAML file, then ``--set`` overrides."""
     data: dict = dict(base or {})
     lines: dict = {}
@@ -220,7 +223,9 @@ class Recipe:
         for s in self.stages:
             if s.name == name:
                 return s
-        raise RecipeError(f"{self.path}: no stage named {name!r}; stages: {', '.join(s.name for s in self.stages)}")
+        raise RecipeError(
+            f"{self.path}: no stage named {name!r}; stages: {', '.join(s.name for s in self.stages)}"
+        )
 
 
 def _stage_refs(value: Any) -> list[str]:

@@ -19,7 +19,9 @@ from vinaforge.io import atomic_write_text
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -73,6 +75,8 @@ def write_report(run_dir: Path, recipe_name: str, sections: list[tuple[str, str,
     summary = ["## Summary\n", "| stage | kind | status | wall time (s) |", "|---|---|---|---|"]
     for n, k, r, s in sections:
         wall = r.get("wall_time_s")
-        summary.append(f"| {n} | {k} | {'reused' if s else 'ran'} | {'' if wall is None else f'{wall:.1f}'} |")
+        summary.append(
+            f"| {n} | {k} | {'reused' if s else 'ran'} | {'' if wall is None else f'{wall:.1f}'} |"
+        )
     text = "\n".join(head) + "\n" + "\n".join(body) + "\n" + "\n".join(summary) + "\n"
     return atomic_write_text(run_dir / "report.md", text)

@@ -10,6 +10,7 @@ never leave a folder that looks done. Hand-written: a small, dependency-free mak
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -50,6 +51,14 @@ def _path_inputs(value: Any) -> list[str]:
     return []
 
 
+class StageFailed(RuntimeError):
+    """A stage raised; the message says which, why, and where its full log is."""
+
+    def __init__(self, stage: str, log_path: Path, cause: BaseException):
+        self.stage, self.log_path, self.cause = stage, log_path, cause
+        super().__init__(f"stage {stage!r} failed: {type(cause).__name__}: {cause} (full log: {log_path})")
+
+
 class HashCache:
     """Content hashes keyed by (path, size, mtime), so unchanged big inputs are not re-read."""
 
@@ -62,8 +71,11 @@ class HashCache:
             st = p.stat()
             key = f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
         else:
-            stats = [(str(q), q.stat().st_size, q.stat().st_mtime_ns) for q in sorted(p.rglob("*")) if q.is_file()]
-            key = f"{p.resolve()}|{hash(tuple(stats))}"
+            stats = [
+                (str(q), q.stat().st_size, q.stat().st_mtime_ns) for q in sorted(p.rglob("*")) if q.is_file()
+            ]
+            digest = hashlib.sha256(repr(stats).encode()).hexdigest()
+            key = f"{p.resolve()}|{digest}"
         if key not in self.store:
             self.store[key] = sha256_path(p)
         return self.store[key]
@@ -218,9 +230,9 @@ def _run_stage(recipe: Recipe, spec: StageSpec, run_dir: Path, final_dir: Path, 
         except KeyboardInterrupt:
             logger.warning("stage %s interrupted; unfinished work kept in %s", spec.name, work_dir)
             raise
-        except Exception:
+        except Exception as err:
             logger.exception("stage %s failed; unfinished work kept in %s", spec.name, work_dir)
-            raise
+            raise StageFailed(spec.name, work_dir / "log.txt", err) from err
         wall = time.perf_counter() - start
         logger.info("stage %s: finished in %.1f s", spec.name, wall)
     record = _result_dict(result, wall)

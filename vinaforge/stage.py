@@ -104,7 +104,9 @@ def load_stage_module(kind: str) -> ModuleType:
         if err.name != kind.split(".")[0] and err.name != kind:
             raise
         known = ", ".join(sorted(STAGE_KINDS))
-        raise KeyError(f"unknown stage kind {kind!r}; known kinds: {known} (or an importable module)") from None
+        raise KeyError(
+            f"unknown stage kind {kind!r}; known kinds: {known} (or an importable module)"
+        ) from None
     if not (hasattr(module, "Config") and hasattr(module, "run")):
         raise KeyError(f"module {kind!r} is not a stage: it needs a `Config` model and a `run` function")
     return module

@@ -17,25 +17,31 @@ def write(tmp_path: Path, body: str) -> Path:
 
 
 def test_valid_recipe_and_refs(tmp_path):
-    p = write(tmp_path, f"""\
+    p = write(
+        tmp_path,
+        f"""\
         name: demo
         stages:
           first: {{kind: {TOY}, text: "a"}}
           second: {{kind: {TOY}, source: "@first"}}
-        """)
+        """,
+    )
     rec = load_recipe(p)
     assert [s.name for s in rec.stages] == ["first", "second"]
     assert rec.stages[1].refs == ["first"]
 
 
 def test_unknown_key_names_file_line_and_key(tmp_path):
-    p = write(tmp_path, f"""\
+    p = write(
+        tmp_path,
+        f"""\
         name: demo
         stages:
           first:
             kind: {TOY}
             txet: "typo"
-        """)
+        """,
+    )
     with pytest.raises(RecipeError) as err:
         load_recipe(p)
     msg = str(err.value)
@@ -44,10 +50,13 @@ def test_unknown_key_names_file_line_and_key(tmp_path):
 
 
 def test_wrong_type_and_missing_file(tmp_path):
-    p = write(tmp_path, f"""\
+    p = write(
+        tmp_path,
+        f"""\
         stages:
           first: {{kind: {TOY}, repeat: many, source: /no/such/file}}
-        """)
+        """,
+    )
     with pytest.raises(RecipeError) as err:
         load_recipe(p)
     msg = str(err.value)
@@ -56,11 +65,14 @@ def test_wrong_type_and_missing_file(tmp_path):
 
 
 def test_reference_to_later_stage_is_an_error(tmp_path):
-    p = write(tmp_path, f"""\
+    p = write(
+        tmp_path,
+        f"""\
         stages:
           first: {{kind: {TOY}, source: "@second"}}
           second: {{kind: {TOY}}}
-        """)
+        """,
+    )
     with pytest.raises(RecipeError, match="not an earlier stage"):
         load_recipe(p)
 

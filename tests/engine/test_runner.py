@@ -12,19 +12,21 @@ from pathlib import Path
 import pytest
 
 from vinaforge.recipe import load_recipe
-from vinaforge.runner import run_recipe
+from vinaforge.runner import StageFailed, run_recipe
 
 HERE = Path(__file__).parent
 
 
 def recipe_file(tmp_path: Path, repeat: int = 2, sleep: float = 0.0) -> Path:
     p = tmp_path / "toy.yaml"
-    p.write_text(textwrap.dedent(f"""\
+    p.write_text(
+        textwrap.dedent(f"""\
         name: toy
         stages:
           first: {{kind: toy_stages, text: "xin chào ", repeat: {repeat}, sleep_s: {sleep}}}
           second: {{kind: toy_stages, source: "@first", repeat: 2}}
-        """))
+        """)
+    )
     return p
 
 
@@ -67,8 +69,9 @@ def test_failed_stage_is_never_taken_for_done(tmp_path):
     rec = load_recipe(recipe_file(tmp_path))
     run_dir = tmp_path / "runs" / "toy"
     rec.stages[1].config.__dict__["repeat"] = "boom"  # a run-time failure inside the stage
-    with pytest.raises(TypeError):
+    with pytest.raises(StageFailed, match="stage 'second' failed: TypeError") as err:
         run_recipe(rec, run_root=tmp_path / "runs")
+    assert "Traceback" in err.value.log_path.read_text()  # the full story is in the log
     assert (run_dir / "first" / "result.json").is_file()
     assert not (run_dir / "second").exists()
     assert "second" not in json.loads((run_dir / "manifest.json").read_text())["stages"]
@@ -101,12 +104,20 @@ def test_cli_recipe_check_reports_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("stages:\n  first: {kind: toy_stages, repeat: x}\n")
     env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    out = subprocess.run([sys.executable, "-m", "vinaforge", "recipe", "check", str(bad)],
-                         env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "vinaforge", "recipe", "check", str(bad)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2
     assert "stages.first.repeat" in out.stderr and "Traceback" not in out.stderr
     good = recipe_file(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "vinaforge", "recipe", "check", str(good)],
-                         env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "vinaforge", "recipe", "check", str(good)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     assert "2 stages" in out.stdout
