@@ -28,6 +28,11 @@ from pydantic import BaseModel, ConfigDict
 # `vinaforge --help` and the text tools do not pay for torch or datatrove.
 STAGE_KINDS: dict[str, str] = {
     "text": "vinaforge.text.stage",
+    "curate": "vinaforge.data.stage",
+    "tokenizer": "vinaforge.tokenizer.stage",
+    "model": "vinaforge.model.stage",
+    "cpt": "vinaforge.train.stage",
+    "eval": "vinaforge.eval.stage",
 }
 
 

@@ -1,0 +1,269 @@
+"""The ``eval`` stage: bits per byte, tokenizer fertility, benchmarks and translation in one report.
+
+Each part (bits per byte, fertility, each benchmark, each translation direction) is saved under
+``parts/`` as soon as it finishes; an interrupted stage resumes from the parts already there
+(``RESUMABLE``), and translation also keeps its finished hypotheses. The model loads once and
+serves every part (lm-eval's ``HFLM`` wraps the loaded model). The stage writes
+``results.json`` (the same layout as ``vinaforge eval --output``), VMLU submissions if a test
+split ran, a bar chart and its report-card section.
+
+Hand-written glue: the measurements are lm-eval's, sacrebleu's and the shared bits-per-byte code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from vinaforge.eval import data, report
+from vinaforge.io import atomic_write_json, expand_inputs
+from vinaforge.recipe import InputPath, InputPaths
+from vinaforge.stage import Figure, StageConfig, StageContext, StageResult
+
+RESUMABLE = True
+
+log = logging.getLogger(__name__)
+
+
+class TranslationConfig(StageConfig):
+    """Parallel data and generation settings for the translation part."""
+
+    pairs: InputPath | None = None  # JSONL {en, vi} or TSV en<TAB>vi
+    en_file: InputPath | None = None  # or two line-aligned files
+    vi_file: InputPath | None = None
+    directions: list[Literal["en-vi", "vi-en"]] = ["en-vi", "vi-en"]
+    shots: int = Field(0, ge=0)
+    max_pairs: int | None = Field(None, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    batch_size: int = Field(8, ge=1)
+    do_sample: bool = False
+    temperature: float = Field(0.7, gt=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    chat: bool = False
+
+
+class Config(StageConfig):
+    model: InputPath  # a model folder or "@stage/path"
+    tokenizer: InputPath | None = None  # default: the model's own
+    heldout: InputPaths = []  # texts for bits per byte
+    heldout_field: str = "text"
+    max_length: int = Field(1024, ge=8)
+    bpb_batch_size: int = Field(8, ge=1)
+    fertility: InputPaths = []  # Vietnamese texts for the tokenizer's tokens per syllable
+    fertility_en: InputPaths = []  # English texts for tokens per word (optional)
+    text_field: str = "text"  # JSONL field of the fertility texts
+    tasks: list[str] = []  # benchmark names (vmlu, arc_vi...) or lm-eval task names (vmlu_dev...)
+    data_dir: InputPath | None = None
+    num_fewshot: int | None = Field(None, ge=0)
+    limit: float | None = Field(None, gt=0)
+    template: Literal["vi", "en"] = "vi"
+    chat_template: bool = False
+    batch_size: int | Literal["auto"] = "auto"
+    max_batch_size: int = Field(64, ge=1)
+    translation: TranslationConfig | None = None
+    device: str | None = None
+    dtype: str = "auto"
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, value: list[str]) -> list[str]:
+        known = set(data.BENCHMARKS) | set(data.TASK_INDEX)
+        for name in value:
+            if name not in known:
+                raise ValueError(f"unknown task {name!r}; known: {', '.join(sorted(known))}")
+        return value
+
+
+def _part(parts: Path, name: str, compute: Callable[[], dict]) -> dict:
+    """A finished part from an earlier, interrupted attempt, or compute and keep it now."""
+    path = parts / f"{name}.json"
+    if path.is_file():
+        log.info("%s: reusing the result of an earlier attempt", name)
+        return json.loads(path.read_text(encoding="utf-8"))
+    result = compute()
+    atomic_write_json(path, result)
+    return result
+
+
+def _fertility(tokenizer, vi_files: list[Path], en_files: list[Path], field: str) -> dict:
+    """Tokens per syllable (and per English word) of the model's tokenizer: the tokenizer package's figure."""
+    from vinaforge.tokenizer.fertility import fertility, load_texts
+
+    vi = [t for f in vi_files for t in load_texts(f, field=field)]
+    en = [t for f in en_files for t in load_texts(f, field=field)] or None
+    fig = fertility(
+        str(getattr(tokenizer, "name_or_path", "tokenizer")), tokenizer, vi_texts=vi, en_texts=en
+    ).to_dict()
+    keys = (
+        "vocab_size",
+        "vi_tokens_per_syllable",
+        "en_tokens_per_word",
+        "chars_per_token",
+        "single_token_syllable_share",
+    )
+    out = {k: fig[k] for k in keys if fig.get(k) is not None}
+    out["texts"] = len(vi) + len(en or [])
+    return out
+
+
+class _Loaded:
+    """The model and tokenizer, loaded on first use and shared by every part."""
+
+    def __init__(self, config: Config, model_path: Path, tokenizer_path: Path | None):
+        self.config, self.model_path, self.tokenizer_path = config, model_path, tokenizer_path
+        self._model = self._tok = self._lm = None
+
+    @property
+    def tokenizer(self):
+        if self._tok is None:
+            from vinaforge.model.load import load_tokenizer
+
+            self._tok = load_tokenizer(str(self.tokenizer_path or self.model_path))
+        return self._tok
+
+    @property
+    def model(self):
+        if self._model is None:
+            from vinaforge.eval.harness import default_device
+            from vinaforge.model.load import load_causal_lm
+
+            self._model = load_causal_lm(
+                str(self.model_path), dtype=self.config.dtype, device=self.config.device or default_device()
+            )
+        return self._model
+
+    @property
+    def lm(self):
+        if self._lm is None:
+            from lm_eval.models.huggingface import HFLM
+
+            from vinaforge.eval.harness import auto_batch_cap
+
+            device = str(next(self.model.parameters()).device)
+            cap = auto_batch_cap(device, self.config.batch_size, self.config.max_batch_size)
+            self._lm = HFLM(
+                pretrained=self.model,
+                tokenizer=self.tokenizer,
+                batch_size=self.config.batch_size,
+                max_batch_size=cap,
+            )
+        return self._lm
+
+
+def _translation(config: TranslationConfig, loaded: _Loaded, parts: Path, out_dir: Path) -> dict:
+    from vinaforge.eval import translate
+
+    if config.pairs:
+        pairs = translate.read_pairs(config.pairs)
+    elif config.en_file and config.vi_file:
+        pairs = translate.read_aligned(config.en_file, config.vi_file)
+    else:
+        raise ValueError("translation: give 'pairs' (JSONL/TSV) or both 'en_file' and 'vi_file'")
+    out = {}
+    for direction in config.directions:
+        out[direction] = _part(
+            parts,
+            f"translation_{direction}",
+            lambda d=direction: translate.translate_pairs(
+                loaded.model,
+                loaded.tokenizer,
+                pairs,
+                d,
+                out_dir,
+                shots=config.shots,
+                chat=config.chat,
+                max_pairs=config.max_pairs,
+                batch_size=config.batch_size,
+                max_new_tokens=config.max_new_tokens,
+                do_sample=config.do_sample,
+                temperature=config.temperature,
+                top_p=config.top_p,
+            ),
+        )
+    return out
+
+
+def run(config: Config, ctx: StageContext) -> StageResult:
+    started = time.time()
+    work = ctx.work_dir
+    parts = work / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    model_path = ctx.resolve(config.model)
+    tok_path = ctx.resolve(config.tokenizer) if config.tokenizer else None
+    loaded = _Loaded(config, model_path, tok_path)
+    results: dict = {}
+
+    if config.heldout:
+        from vinaforge.eval.bpb import bpb_of_model, read_texts
+
+        texts = read_texts([ctx.resolve(p) for p in config.heldout], field=config.heldout_field)
+        results["bpb"] = _part(
+            parts,
+            "bpb",
+            lambda: bpb_of_model(
+                loaded.model,
+                loaded.tokenizer,
+                texts,
+                max_length=config.max_length,
+                batch_size=config.bpb_batch_size,
+            ),
+        )
+    if config.fertility:
+        vi_files = [f for p in config.fertility for f in expand_inputs([str(ctx.resolve(p))])]
+        en_files = [f for p in config.fertility_en for f in expand_inputs([str(ctx.resolve(p))])]
+        results["fertility"] = _part(
+            parts, "fertility", lambda: _fertility(loaded.tokenizer, vi_files, en_files, config.text_field)
+        )
+    if config.tasks:
+        from vinaforge.eval.harness import run_benchmarks
+
+        data_dir = ctx.resolve(config.data_dir) if config.data_dir else None
+        for name in config.tasks:
+            res = _part(
+                parts,
+                f"bench_{name}",
+                lambda n=name: run_benchmarks(
+                    loaded.lm,
+                    [n],
+                    data_dir=data_dir,
+                    num_fewshot=config.num_fewshot,
+                    limit=config.limit,
+                    template=config.template,
+                    chat_template=config.chat_template,
+                    seed=ctx.seed or 1234,
+                    submission_dir=work / "submissions",
+                ),
+            )
+            for bench, splits in res.items():
+                if not bench.startswith("_"):
+                    results.setdefault(bench, {}).update(splits)
+            results.setdefault("_meta", {}).update({k: v for k, v in res["_meta"].items() if k != "tasks"})
+            results["_meta"].setdefault("tasks", []).extend(res["_meta"]["tasks"])
+    if config.translation:
+        results["translation"] = _translation(config.translation, loaded, parts, work / "translation")
+
+    results.setdefault("_meta", {}).update(
+        model=str(model_path), stage=ctx.name, seconds=round(time.time() - started, 2)
+    )
+    atomic_write_json(work / "results.json", results)
+    flat = report.flatten(results)
+    figures = []
+    if report.bar_chart({ctx.name: flat}, work / "scores.png", title="scores"):
+        figures.append(Figure("scores.png", "Benchmark scores (±1 standard error)."))
+    outputs = {"results": "results.json"}
+    if (work / "submissions").is_dir():
+        outputs["submissions"] = "submissions"
+    if (work / "translation").is_dir():
+        outputs["translation"] = "translation"
+    return StageResult(
+        outputs=outputs,
+        metrics={name: round(value, 6) for name, (value, _) in flat.items()},
+        report=report.results_markdown(results),
+        figures=figures,
+    )

@@ -1,0 +1,1 @@
+"""Continued pretraining: packed data, mixtures and curricula, EEVE-style phases, exact resume."""
