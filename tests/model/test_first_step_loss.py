@@ -54,5 +54,5 @@ def test_mean_init_gives_lower_first_step_loss_than_random(make_tiny, base_tok, 
         extend_model(extended, base_tok, ext_tok, init=init, seed=0)
         losses[init] = mean_loss(extended, eval_blocks)
     print(f"first-step loss on held-out Vietnamese: {losses}")
-    # measured while writing this test: mean 5.38 vs random 5.74 nats/token (seed 0), 5.62 vs 5.92 (seed 1)
-    assert losses["mean"] < losses["random"] - 0.1, losses
+    # measured while writing this test: mean 5.93 vs random 6.85 nats per token
+    assert losses["mean"] < losses["random"] - 0.3, losses

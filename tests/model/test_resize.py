@@ -165,7 +165,9 @@ def test_reserved_placeholders_get_the_mean_of_base_rows(make_tiny, base_tok, vi
     corpus = tmp_path / "small.jsonl"
     corpus.write_text(json.dumps({"text": vi_texts[0][:600]}, ensure_ascii=False) + "\n", encoding="utf-8")
     settings = ExtendSettings(max_new_tokens=200, pad_to_multiple_of=64, min_frequency=1)
-    result = extend_tokenizer("mistral-v0.1", tmp_path / "tok", corpus=[corpus], settings=settings, progress=False)
+    result = extend_tokenizer(
+        "mistral-v0.1", tmp_path / "tok", corpus=[corpus], settings=settings, progress=False
+    )
     assert result.placeholders > 0
     model = make_tiny()
     base_in, _ = snapshot(model)
@@ -177,3 +179,28 @@ def test_reserved_placeholders_get_the_mean_of_base_rows(make_tiny, base_tok, vi
             torch.testing.assert_close(w_in[src.id], base_in.mean(0))
         else:
             torch.testing.assert_close(w_in[src.id], base_in[src.base_ids].mean(0), rtol=0, atol=1e-7)
+
+
+def test_base_already_padded_beyond_its_tokenizer(base_tok, ext_tok):
+    """Rows past the base tokenizer held nothing: new tokens take them, base rows stay."""
+    from vinaforge.model.tiny import build_tiny_model
+
+    model = build_tiny_model("llama", vocab_size=len(base_tok) + 64, layers=1, hidden=32, heads=2)
+    base_in, base_out = snapshot(model)
+    info = extend_model(model, base_tok, ext_tok, init="mean")
+    assert info.num_rows_before == 32064 and info.num_base_rows == 32000
+    assert info.new_token_ids[0] == 32000 and info.num_rows == 32320
+    w_in, w_out = snapshot(model)
+    assert torch.equal(w_in[:32000], base_in[:32000]) and torch.equal(w_out[:32000], base_out[:32000])
+    src = info.sources[0]
+    torch.testing.assert_close(w_in[src.id], base_in[src.base_ids].mean(0), rtol=0, atol=1e-7)
+
+
+def test_same_tokenizer_only_pads(base_tok):
+    from vinaforge.model.tiny import build_tiny_model
+
+    model = build_tiny_model("mistral", vocab_size=len(base_tok), layers=1, hidden=32, heads=2)
+    before = model.get_input_embeddings().weight.detach().clone()
+    info = extend_model(model, base_tok, base_tok, pad_to_multiple_of=128)
+    assert info.new_token_ids == [] and info.num_rows == 32000  # already a multiple of 128
+    assert torch.equal(model.get_input_embeddings().weight, before)
