@@ -96,9 +96,11 @@ def test_invisible_and_control_characters_are_removed() -> None:
 
 
 def test_whitespace() -> None:
-    assert fix_whitespace("  a \u00a0 b\t c  \r\n\r\n\r\n\r\nd  ") == "a b c\n\nd"
-    assert fix_whitespace("a\u2028b") == "a\nb"
+    assert fix_whitespace("a \u00a0 b\t c  \r\n\r\n\r\n\r\nd  ") == "a b c\n\nd"
+    assert fix_whitespace("a\u2028b\u3000c") == "a\nb c"
     assert fix_whitespace("clean text\nsecond line") == "clean text\nsecond line"
+    # indentation is kept (code in instruction data), trailing spaces go
+    assert fix_whitespace("def f():\n    return  1  \n\tpass\t") == "def f():\n    return 1\n\tpass"
 
 
 def test_punctuation_variants() -> None:
@@ -110,7 +112,7 @@ def test_punctuation_variants() -> None:
 def test_config_switches() -> None:
     text = "  “Hoà”  "
     assert normalize_text(text, NormalizeConfig(tone_style="keep", fix_whitespace=False)) == '  "Hoà"  '
-    assert normalize_text(text, NormalizeConfig(fix_punctuation=False)) == "“Hòa”"
+    assert normalize_text(text, NormalizeConfig(fix_punctuation=False)) == "  “Hòa”"
     assert normalize_text("") == ""
     with pytest.raises(ValueError):
         NormalizeConfig(tone_style="modern")

@@ -214,11 +214,15 @@ _INVISIBLE_RE = re.compile(
     "\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u206f\ufe00-\ufe0f\ufeff\ufff9-\ufffb]"
 )
 # Every horizontal space variant (NBSP, en/em spaces, thin, ideographic ...) becomes a space.
-_SPACE_CHARS = "\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
-_SPACE_RUNS_RE = re.compile(f"[ {_SPACE_CHARS}]{{2,}}|[{_SPACE_CHARS}]")
-_ODD_SPACE_RE = re.compile(f"[{_SPACE_CHARS}\r\u2028\u2029\x85]")
+_ODD_SPACES = "\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
+_ODD_SPACE_RE = re.compile(f"[{_ODD_SPACES}]")
 _LINE_SEPS_RE = re.compile("\r\n?|[\u2028\u2029\x85]")
-_TRAIL_RE = re.compile(" +\n *|\n +")
+# Runs of spaces or tabs between two visible characters; indentation at a line start is kept
+# (code in instruction data needs it). The space pattern starts with a literal "  " so the
+# scan is fast; tabs are rare and get the general pattern.
+_SPACE_RUN_RE = re.compile(r"  (?<=\S  ) *(?=\S)")
+_TAB_RUN_RE = re.compile(r"(?<=\S)[ \t]*\t[ \t]*(?=\S)")
+_TRAILING_RE = re.compile(r"[ \t]+\n")
 _BLANK_LINES_RE = re.compile("\n{3,}")
 
 _PUNCT_MAP: dict[int, str] = {
@@ -247,20 +251,23 @@ def strip_invisible(text: str) -> str:
 def fix_whitespace(text: str) -> str:
     """One space between words, ``\\n`` line ends, no trailing spaces, at most one blank line.
 
-    Each rewrite runs only when a cheap test shows it is needed (most documents need one or
-    two of them at most).
+    Indentation at the start of a line is kept. Each rewrite runs only when a cheap substring
+    test shows it is needed.
     """
-    if _ODD_SPACE_RE.search(text) is not None:
+    if "\r" in text or "\u2028" in text or "\u2029" in text or "\x85" in text:
         text = _LINE_SEPS_RE.sub("\n", text)
-        text = _SPACE_RUNS_RE.sub(" ", text)
-    elif "  " in text:
-        text = _SPACE_RUNS_RE.sub(" ", text)
-    if " \n" in text or "\n " in text:
-        text = _TRAIL_RE.sub("\n", text)
+    if _ODD_SPACE_RE.search(text) is not None:
+        text = _ODD_SPACE_RE.sub(" ", text)
+    if "  " in text:
+        text = _SPACE_RUN_RE.sub(" ", text)
+    if "\t" in text:
+        text = _TAB_RUN_RE.sub(" ", text)
+    if " \n" in text or "\t\n" in text:
+        text = _TRAILING_RE.sub("\n", text)
+    if text.endswith((" ", "\t")):
+        text = text.rstrip(" \t")
     if "\n\n\n" in text:
         text = _BLANK_LINES_RE.sub("\n\n", text)
-    if text.startswith(" ") or text.endswith(" "):
-        text = text.strip(" ")
     return text
 
 
