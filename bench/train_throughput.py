@@ -44,11 +44,35 @@ EXAMPLE_TEXT = REPO / "examples" / "corpus" / "vi_docs.jsonl"
 
 PRESETS = {
     # the quickstart's scale: runs anywhere in a couple of minutes
-    "cpu-tiny": dict(hidden=128, layers=2, heads=4, kv_heads=4, intermediate=None, seq_len=256, batch=8,
-                     steps=12, warmup=3, precision="fp32", compile=False, docs=1500),
+    "cpu-tiny": dict(
+        hidden=128,
+        layers=2,
+        heads=4,
+        kv_heads=4,
+        intermediate=None,
+        seq_len=256,
+        batch=8,
+        steps=12,
+        warmup=3,
+        precision="fp32",
+        compile=False,
+        docs=1500,
+    ),
     # TinyLlama-1.1B's shape (22 layers, hidden 2048, GQA 32/4 heads, SwiGLU 5632), vocab 32,000
-    "gpu-1b": dict(hidden=2048, layers=22, heads=32, kv_heads=4, intermediate=5632, seq_len=2048, batch=8,
-                   steps=30, warmup=8, precision="bf16", compile=True, docs=20000),
+    "gpu-1b": dict(
+        hidden=2048,
+        layers=22,
+        heads=32,
+        kv_heads=4,
+        intermediate=5632,
+        seq_len=2048,
+        batch=8,
+        steps=30,
+        warmup=8,
+        precision="bf16",
+        compile=True,
+        docs=20000,
+    ),
 }
 
 
@@ -64,9 +88,17 @@ def build_model_dir(args, tokenizer, out: Path) -> tuple[Path, int]:
     from vinaforge.model.tiny import build_tiny_model, save_model
 
     model = build_tiny_model(
-        "llama", vocab_size=len(tokenizer), layers=args.layers, hidden=args.hidden, heads=args.heads,
-        kv_heads=args.kv_heads, intermediate=args.intermediate, max_position=max(4096, args.seq_len),
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, seed=0,
+        "llama",
+        vocab_size=len(tokenizer),
+        layers=args.layers,
+        hidden=args.hidden,
+        heads=args.heads,
+        kv_heads=args.kv_heads,
+        intermediate=args.intermediate,
+        max_position=max(4096, args.seq_len),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        seed=0,
     )
     save_model(model, tokenizer, out)
     return out, model.num_parameters()
@@ -80,8 +112,15 @@ def run_ours(args, model_dir: Path, data_file: Path, work: Path) -> dict:
         {
             "model": str(model_dir),
             "data": {"sources": {"vi": {"paths": [str(data_file)]}}},
-            "phases": [{"name": "bench", "trainable": "all", "max_steps": args.warmup + args.steps, "lr": 3e-4,
-                        "warmup_steps": 2}],
+            "phases": [
+                {
+                    "name": "bench",
+                    "trainable": "all",
+                    "max_steps": args.warmup + args.steps,
+                    "lr": 3e-4,
+                    "warmup_steps": 2,
+                }
+            ],
             "seq_len": args.seq_len,
             "micro_batch_size": args.batch,
             "precision": args.precision,
@@ -109,8 +148,9 @@ def run_ours(args, model_dir: Path, data_file: Path, work: Path) -> dict:
     }
 
 
-def run_baseline(args, model_dir: Path, texts: list[str], tokenizer, work: Path, flops_token: float,
-                 peak: float | None) -> dict:
+def run_baseline(
+    args, model_dir: Path, texts: list[str], tokenizer, work: Path, flops_token: float, peak: float | None
+) -> dict:
     import torch
     from datasets import Dataset
     from transformers import (
@@ -126,7 +166,9 @@ def run_baseline(args, model_dir: Path, texts: list[str], tokenizer, work: Path,
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     ds = Dataset.from_dict({"text": texts}).map(
-        lambda b: tokenizer(b["text"], truncation=True, max_length=args.seq_len), batched=True, remove_columns=["text"]
+        lambda b: tokenizer(b["text"], truncation=True, max_length=args.seq_len),
+        batched=True,
+        remove_columns=["text"],
     )
     base_collate = DataCollatorForLanguageModeling(tokenizer, mlm=False)
     counts: list[tuple[int, int]] = []
@@ -166,7 +208,9 @@ def run_baseline(args, model_dir: Path, texts: list[str], tokenizer, work: Path,
         disable_tqdm=True,
         seed=0,
     )
-    trainer = Trainer(model=model, args=targs, train_dataset=ds, data_collator=collate, callbacks=[StepTimer()])
+    trainer = Trainer(
+        model=model, args=targs, train_dataset=ds, data_collator=collate, callbacks=[StepTimer()]
+    )
     trainer.train()
     timed = list(zip(times, counts, strict=False))[args.warmup :]
     real = statistics.median(c[0] / t for t, c in timed)
@@ -183,13 +227,26 @@ def run_baseline(args, model_dir: Path, texts: list[str], tokenizer, work: Path,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-tiny")
-    for key in ("hidden", "layers", "heads", "kv_heads", "intermediate", "seq_len", "batch", "steps", "warmup",
-                "docs"):
+    for key in (
+        "hidden",
+        "layers",
+        "heads",
+        "kv_heads",
+        "intermediate",
+        "seq_len",
+        "batch",
+        "steps",
+        "warmup",
+        "docs",
+    ):
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=None)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default=None)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for both trainers")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "train_throughput.json")
     args = parser.parse_args()
     for key, value in PRESETS[args.preset].items():
@@ -202,16 +259,22 @@ def main() -> None:
 
     from vinaforge.tokenizer.resolve import resolve_tokenizer
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
     tokenizer = resolve_tokenizer("mistral-v0.1")
     texts, source = load_texts(args.docs)
     with tempfile.TemporaryDirectory(prefix="vf-bench-") as tmp:
         work = Path(tmp)
         model_dir, n_params = build_model_dir(args, tokenizer, work / "model")
         data_file = work / "texts.jsonl"
-        data_file.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts),
-                             encoding="utf-8")
+        data_file.write_text(
+            "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8"
+        )
         ours = run_ours(args, model_dir, data_file, work)
-        baseline = run_baseline(args, model_dir, texts, tokenizer, work, ours["flops_per_token"], ours["peak_tflops"])
+        baseline = run_baseline(
+            args, model_dir, texts, tokenizer, work, ours["flops_per_token"], ours["peak_tflops"]
+        )
     record = {
         "bench": "train_throughput",
         "preset": args.preset,
@@ -222,7 +285,9 @@ def main() -> None:
         "precision": args.precision,
         "compile_ours": args.compile,
         "text": source,
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else platform.processor() or "cpu",
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "ours": ours,

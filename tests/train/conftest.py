@@ -123,7 +123,14 @@ def make_config(model_dir: Path, corpus: Path, heldout: Path | None = None, **ov
         },
         "phases": [
             {"name": "warm", "trainable": "embeddings", "max_steps": 3, "lr": 3e-3, "warmup_steps": 1},
-            {"name": "all", "trainable": "all", "max_steps": 5, "lr": 3e-3, "schedule": "wsd", "warmup_steps": 1},
+            {
+                "name": "all",
+                "trainable": "all",
+                "max_steps": 5,
+                "lr": 3e-3,
+                "schedule": "wsd",
+                "warmup_steps": 1,
+            },
         ],
         "seq_len": 64,
         "micro_batch_size": 4,

@@ -46,8 +46,9 @@ def test_out_of_disk_while_checkpointing(tmp_path, monkeypatch, base_config, tin
     assert not list((out / "checkpoints").glob(".tmp-*"))  # the partial one is gone
 
 
-def test_damaged_checkpoint_is_skipped_and_foreign_one_refused(tmp_path, caplog, base_config, tiny_model_dir,
-                                                               corpus_dir):
+def test_damaged_checkpoint_is_skipped_and_foreign_one_refused(
+    tmp_path, caplog, base_config, tiny_model_dir, corpus_dir
+):
     out = tmp_path / "run"
     cfg = _cfg(base_config, tiny_model_dir, corpus_dir, keep_checkpoints=5)
     cfg.phases[1].max_steps = 3  # 6 steps in all, checkpoints at 2, 3 (phase end), 4, 6
@@ -79,11 +80,12 @@ def test_damaged_checkpoint_is_skipped_and_foreign_one_refused(tmp_path, caplog,
 
 
 def test_existing_run_needs_resume(tmp_path, base_config, tiny_model_dir, corpus_dir):
-    cfg = _cfg(base_config, tiny_model_dir, corpus_dir)
+    cfg = _cfg(base_config, tiny_model_dir, corpus_dir, report_to=["tensorboard"])
     cfg.phases[0].max_steps = 2
     cfg.phases[1].max_steps = 1
     out = tmp_path / "run"
     train_cpt(cfg, out)
+    assert list((out / "logs").rglob("events.out.tfevents.*"))  # TensorBoard through accelerate
     with pytest.raises(TrainingError, match="pass --resume"):
         train_cpt(cfg, out)
     again = train_cpt(cfg, out, resume=True)  # finished: nothing to redo
@@ -95,8 +97,14 @@ def test_tokenizer_larger_than_model(tmp_path, base_config, tok_dir, corpus_dir,
     from vinaforge.model.tiny import build_tiny_model, save_model
 
     small = tmp_path / "small"
-    model = build_tiny_model("mistral", vocab_size=len(tokenizer) - 100, layers=1, hidden=32, heads=2,
-                             eos_token_id=tokenizer.eos_token_id)
+    model = build_tiny_model(
+        "mistral",
+        vocab_size=len(tokenizer) - 100,
+        layers=1,
+        hidden=32,
+        heads=2,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     save_model(model, None, small)
     cfg = base_config(small, corpus_dir, tokenizer=str(tok_dir))
     with pytest.raises(TokenizerMismatchError, match="768 ids but the model has only 668 embedding rows"):

@@ -17,10 +17,14 @@ def test_cli_reports_bad_keys_and_missing_files(tmp_path, base_config, tiny_mode
     cfg_file.write_text(yaml.safe_dump(base_config(tiny_model_dir, corpus_dir)), encoding="utf-8")
     runner = CliRunner()
     out = tmp_path / "out"
-    res = runner.invoke(app, ["train", "cpt", "--config", str(cfg_file), "--output", str(out), "--set", "phases.0.lr=-1"])
+    res = runner.invoke(
+        app, ["train", "cpt", "--config", str(cfg_file), "--output", str(out), "--set", "phases.0.lr=-1"]
+    )
     assert res.exit_code == 2
     assert "phases.0.lr" in _text(res) and "greater than 0" in _text(res)
-    res = runner.invoke(app, ["train", "cpt", "--config", str(cfg_file), "--output", str(out), "--set", "batch=4"])
+    res = runner.invoke(
+        app, ["train", "cpt", "--config", str(cfg_file), "--output", str(out), "--set", "batch=4"]
+    )
     assert res.exit_code == 2 and "batch: unknown key" in _text(res)
     res = runner.invoke(app, ["train", "cpt", "--config", str(tmp_path / "nope.yaml"), "--output", str(out)])
     assert res.exit_code == 2 and "nope.yaml: file not found" in _text(res)

@@ -47,7 +47,9 @@ def test_set_overrides_and_curriculum_order(tmp_path, tiny_model_dir, corpus_dir
 
 def test_trajectory_hash_ignores_watch_only_keys(tiny_model_dir, corpus_dir, base_config):
     a = CptConfig.model_validate(base_config(tiny_model_dir, corpus_dir))
-    b = CptConfig.model_validate(base_config(tiny_model_dir, corpus_dir, eval_every=7, save_every=9, progress=True))
+    b = CptConfig.model_validate(
+        base_config(tiny_model_dir, corpus_dir, eval_every=7, save_every=9, progress=True)
+    )
     c = CptConfig.model_validate(base_config(tiny_model_dir, corpus_dir, seq_len=32))
     assert a.trajectory_hash() == b.trajectory_hash() != c.trajectory_hash()
 

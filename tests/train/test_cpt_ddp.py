@@ -19,6 +19,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _losses(out: Path) -> list[float]:
     recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return [r["loss"] for r in recs if "loss" in r]
@@ -35,8 +43,20 @@ def test_two_process_ddp_matches_one_process(tmp_path, base_config, tiny_model_d
     cfg_file.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-        "-m", "vinaforge.train", "cpt", "--config", str(cfg_file), "--output", str(tmp_path / "ddp"),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "vinaforge.train",
+        "cpt",
+        "--config",
+        str(cfg_file),
+        "--output",
+        str(tmp_path / "ddp"),
     ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -51,5 +71,5 @@ def test_two_process_ddp_matches_one_process(tmp_path, base_config, tiny_model_d
     ddp, one = _losses(tmp_path / "ddp"), _losses(tmp_path / "single")
     assert len(ddp) == len(one) == 5
     for a, b in zip(ddp, one, strict=True):
-        assert abs(a - b) < 1e-4, (ddp, one)
+        assert abs(a - b) < 1e-5, (ddp, one)  # measured: at most 1e-6
     AutoModelForCausalLM.from_pretrained(tmp_path / "ddp" / "final")  # the final model loads

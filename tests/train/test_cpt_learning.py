@@ -29,7 +29,9 @@ def test_tiny_model_learns_vietnamese(tmp_path, shared_data, train_tokenizer, ma
                 break
     train, heldout = articles[:400], articles[400:]
     data = tmp_path / "vi_train.jsonl"
-    data.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in train), encoding="utf-8")
+    data.write_text(
+        "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in train), encoding="utf-8"
+    )
     held = tmp_path / "heldout.txt"
     paragraphs = [p for t in heldout for p in t.split("\n") if len(p) > 200][:60]
     held.write_text("\n".join(paragraphs) + "\n", encoding="utf-8")

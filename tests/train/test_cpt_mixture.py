@@ -12,7 +12,9 @@ from vinaforge.train.packing import pack_source
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory, tokenizer, corpus_dir):
     root = tmp_path_factory.mktemp("mix")
-    high = pack_source("high", SourceConfig(paths=[str(corpus_dir / "high")]), tokenizer, root, progress=False)
+    high = pack_source(
+        "high", SourceConfig(paths=[str(corpus_dir / "high")]), tokenizer, root, progress=False
+    )
     low = pack_source("low", SourceConfig(paths=[str(corpus_dir / "low")]), tokenizer, root, progress=False)
     # three named sources as in VinaSmol's vi/en/code mixture (the same files serve as stand-ins)
     return {"vi": high, "en": low, "code": high}

@@ -31,7 +31,9 @@ def test_text_source_round_trip(tmp_path, tokenizer, corpus_dir, vi_texts):
 
 
 def test_blocks_and_document_positions(tmp_path, tokenizer, corpus_dir):
-    src = pack_source("low", SourceConfig(paths=[str(corpus_dir / "low")]), tokenizer, tmp_path, progress=False)
+    src = pack_source(
+        "low", SourceConfig(paths=[str(corpus_dir / "low")]), tokenizer, tmp_path, progress=False
+    )
     seq = 128
     assert src.n_blocks(seq) == src.n_tokens // seq
     # find a block with a document boundary inside it
@@ -57,7 +59,9 @@ def test_parallel_rejects_untranslated_and_bad_lines(tmp_path, tokenizer):
     with gzip.open(path, "wt", encoding="utf-8") as fh:
         for r in rows:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    src = pack_source("par", SourceConfig(paths=[str(path)], kind="parallel"), tokenizer, tmp_path / "p", progress=False)
+    src = pack_source(
+        "par", SourceConfig(paths=[str(path)], kind="parallel"), tokenizer, tmp_path / "p", progress=False
+    )
     assert src.meta["n_records"] == 3 and src.meta["rejected"] == {"identical sides (untranslated)": 1}
     assert src.meta["n_docs"] == 4  # two usable pairs x two directions
     assert src.loss_mask is None  # translation examples are learned whole unless mask_prompt is set
@@ -66,7 +70,9 @@ def test_parallel_rejects_untranslated_and_bad_lines(tmp_path, tokenizer):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"en": "a", "vi": "b"}\n{"en": "c"}\n', encoding="utf-8")
     with pytest.raises(PackingError, match=r"bad\.jsonl:2: record has no field 'vi'"):
-        pack_source("bad", SourceConfig(paths=[str(bad)], kind="parallel"), tokenizer, tmp_path / "b", progress=False)
+        pack_source(
+            "bad", SourceConfig(paths=[str(bad)], kind="parallel"), tokenizer, tmp_path / "b", progress=False
+        )
 
 
 def test_missing_path_names_the_source(tmp_path, tokenizer):
@@ -82,7 +88,9 @@ def test_document_masking_matches_separate_documents(tmp_path, tokenizer, tiny_m
     from vinaforge.model.load import load_causal_lm
 
     model = load_causal_lm(str(tiny_model_dir), dtype="float32", attn_implementation="sdpa").eval()
-    src = pack_source("high", SourceConfig(paths=[str(corpus_dir / "high")]), tokenizer, tmp_path, progress=False)
+    src = pack_source(
+        "high", SourceConfig(paths=[str(corpus_dir / "high")]), tokenizer, tmp_path, progress=False
+    )
     seq = 96
     index = int(src.doc_starts[5]) // seq
     ids, _, pos = src.block(index, seq, doc_masking=True)

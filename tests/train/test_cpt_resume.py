@@ -35,7 +35,9 @@ def _assert_same(a: dict[int, float], b: dict[int, float]) -> None:
         assert abs(a[step] - b[step]) <= 1e-6, (step, a[step], b[step])
 
 
-def test_sigterm_checkpoints_and_resume_is_exact(tmp_path, base_config, tiny_model_dir, corpus_dir, heldout_file):
+def test_sigterm_checkpoints_and_resume_is_exact(
+    tmp_path, base_config, tiny_model_dir, corpus_dir, heldout_file
+):
     cfg = CptConfig.model_validate(base_config(tiny_model_dir, corpus_dir, heldout_file, save_every=100))
     ref = train_cpt(cfg, tmp_path / "ref")
 
@@ -59,7 +61,9 @@ def _launch(cfg_file: Path, out: Path, resume: bool = False) -> subprocess.Popen
     cmd = [sys.executable, "-m", "vinaforge.train", "cpt", "--config", str(cfg_file), "--output", str(out)]
     if resume:
         cmd.append("--resume")
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 @pytest.mark.slow

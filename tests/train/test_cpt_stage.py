@@ -26,8 +26,16 @@ def extended_model_dir(tmp_path_factory, tok_dir) -> Path:
     base = AutoTokenizer.from_pretrained(tok_dir)
     ext = AutoTokenizer.from_pretrained(tok_dir)
     ext.add_tokens(NEW_WORDS)
-    model = build_tiny_model("mistral", vocab_size=len(base), layers=2, hidden=64, heads=4,
-                             bos_token_id=base.bos_token_id, eos_token_id=base.eos_token_id, seed=1)
+    model = build_tiny_model(
+        "mistral",
+        vocab_size=len(base),
+        layers=2,
+        hidden=64,
+        heads=4,
+        bos_token_id=base.bos_token_id,
+        eos_token_id=base.eos_token_id,
+        seed=1,
+    )
     info = extend_model(model, base, ext, init="mean")
     assert info.num_base_rows == len(base) and len(info.new_token_ids) == len(NEW_WORDS)
     out = tmp_path_factory.mktemp("extended") / "model"
@@ -41,10 +49,13 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path / "model.safetensors")
 
 
-def test_new_embeddings_phase_changes_only_new_rows(tmp_path, base_config, extended_model_dir, corpus_dir, tokenizer):
+def test_new_embeddings_phase_changes_only_new_rows(
+    tmp_path, base_config, extended_model_dir, corpus_dir, tokenizer
+):
     cfg = base_config(extended_model_dir, corpus_dir)
-    cfg["phases"] = [{"name": "latent", "trainable": "new_embeddings", "max_steps": 3, "lr": 1e-2,
-                      "weight_decay": 0.1}]
+    cfg["phases"] = [
+        {"name": "latent", "trainable": "new_embeddings", "max_steps": 3, "lr": 1e-2, "weight_decay": 0.1}
+    ]
     train_cpt(CptConfig.model_validate(cfg), tmp_path / "run")
     before, after = _weights(extended_model_dir), _weights(tmp_path / "run" / "final")
     n = len(tokenizer)  # base rows
@@ -67,7 +78,10 @@ def test_cpt_stage_report_and_outputs(tmp_path, base_config, extended_model_dir,
     (curate / "kept").symlink_to(corpus_dir)
     raw = base_config(extended_model_dir, corpus_dir, heldout_file)
     raw["model"] = "@model/model"
-    raw["data"]["sources"] = {"high": {"paths": ["@curate/kept/high"]}, "low": {"paths": ["@curate/kept/low"]}}
+    raw["data"]["sources"] = {
+        "high": {"paths": ["@curate/kept/high"]},
+        "low": {"paths": ["@curate/kept/low"]},
+    }
     raw["phases"][0].update(trainable="new_embeddings", max_steps=2)
     raw["phases"][1]["max_steps"] = 2
     config = stage.Config.model_validate(raw)
@@ -75,9 +89,14 @@ def test_cpt_stage_report_and_outputs(tmp_path, base_config, extended_model_dir,
     work = run_dir / ".cpt.partial"
     work.mkdir(parents=True)
     ctx = StageContext(
-        name="cpt", kind="cpt", run_dir=run_dir, work_dir=work, final_dir=run_dir / "cpt",
+        name="cpt",
+        kind="cpt",
+        run_dir=run_dir,
+        work_dir=work,
+        final_dir=run_dir / "cpt",
         upstream={"model": extended_model_dir.parent, "curate": curate},
-        log=logging.getLogger("vinaforge.stage.cpt"), seed=0,
+        log=logging.getLogger("vinaforge.stage.cpt"),
+        seed=0,
     )
     result = stage.run(config, ctx)
     assert result.outputs["model"] == "final"

@@ -113,7 +113,9 @@ def verify_checkpoint(path: Path) -> dict:
         if not f.is_file():
             raise CheckpointError(f"{path}: file {rel} is missing")
         if f.stat().st_size != info["size"]:
-            raise CheckpointError(f"{path}: file {rel} has {f.stat().st_size} bytes, the manifest says {info['size']}")
+            raise CheckpointError(
+                f"{path}: file {rel} has {f.stat().st_size} bytes, the manifest says {info['size']}"
+            )
         if file_digest(f) != info["xxh64"]:
             raise CheckpointError(f"{path}: file {rel} does not match its checksum (damaged)")
     return manifest
@@ -190,7 +192,11 @@ def write_checkpoint(
         if is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         previous = [p.name for _, p in list_checkpoints(root)]
-        kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
+        kept = (
+            f"the previous checkpoint {previous[-1]} is intact"
+            if previous
+            else "no earlier checkpoint exists"
+        )
         raise CheckpointError(
             f"could not write checkpoint {final}: {err.strerror or err} (errno {err.errno}); {kept}. "
             "Free disk space (or lower keep_checkpoints) and resume with --resume."

@@ -25,11 +25,16 @@ def _group() -> None:
 @app.command("cpt")
 def cpt(
     config: Annotated[Path, typer.Option("--config", "-c", help="YAML file of CptConfig settings.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: checkpoints/, final/, metrics.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Run folder: checkpoints/, final/, metrics.")
+    ],
     set_: Annotated[
-        list[str] | None, typer.Option("--set", "-s", help="Override a key: KEY=VALUE, e.g. phases.0.lr=1e-3.")
+        list[str] | None,
+        typer.Option("--set", "-s", help="Override a key: KEY=VALUE, e.g. phases.0.lr=1e-3."),
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest good checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the newest good checkpoint.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Continued pretraining: the final model goes in OUTPUT/final/, checkpoints in OUTPUT/checkpoints/."""
@@ -60,8 +65,14 @@ def cpt(
     except TrainingInterrupted as err:
         fail(str(err), code=130)
         return
-    except (TrainingError, CheckpointError, PackingError, MixtureError, ModelLoadError,
-            TokenizerMismatchError) as err:
+    except (
+        TrainingError,
+        CheckpointError,
+        PackingError,
+        MixtureError,
+        ModelLoadError,
+        TokenizerMismatchError,
+    ) as err:
         fail(str(err))
         return
     if rank == 0:

@@ -215,7 +215,9 @@ class CptConfig(StageConfig):
     micro_batch_size: int = Field(8, gt=0)
     grad_accum: int = Field(1, gt=0)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
-    attn_implementation: str = Field("sdpa", description="sdpa, eager, flash_attention_2, flex_attention, ...")
+    attn_implementation: str = Field(
+        "sdpa", description="sdpa, eager, flash_attention_2, flex_attention, ..."
+    )
     doc_masking: bool = Field(False, description="no attention across documents (position ids reset per doc)")
     gradient_checkpointing: bool = False
     compile: bool = Field(False, description="torch.compile the model")
@@ -223,10 +225,14 @@ class CptConfig(StageConfig):
     adam_beta1: float = Field(0.9, ge=0, lt=1)
     adam_beta2: float = Field(0.95, ge=0, lt=1)
     adam_eps: float = Field(1e-8, gt=0)
-    fused_adamw: bool | None = Field(None, description="default: fused on CUDA and CPU (torch kernels), foreach elsewhere")
+    fused_adamw: bool | None = Field(
+        None, description="default: fused on CUDA and CPU (torch kernels), foreach elsewhere"
+    )
     seed: int | None = Field(None, description="default 0 (in recipes: the recipe's seed)")
     cpu_threads: int | None = Field(
-        None, gt=0, description="torch intra-op threads on CPU (default: torch's); 1 suits tiny models on busy CPUs"
+        None,
+        gt=0,
+        description="torch intra-op threads on CPU (default: torch's); 1 suits tiny models on busy CPUs",
     )
 
     log_every: int = Field(1, gt=0)
@@ -234,7 +240,9 @@ class CptConfig(StageConfig):
     save_every: int = Field(500, gt=0)
     keep_checkpoints: int = Field(2, gt=0)
     keep_checkpoints_after_success: bool = True
-    report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(default_factory=lambda: ["tensorboard"])
+    report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(
+        default_factory=lambda: ["tensorboard"]
+    )
     run_name: str = "cpt"
     peak_tflops: float | None = Field(
         None, gt=0, description="peak TFLOP/s per device for MFU; default: known GPUs, measured GEMM on CPU"

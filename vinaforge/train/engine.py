@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import signal
 import threading
@@ -42,7 +41,6 @@ import numpy as np
 from vinaforge.io import atomic_path, atomic_write_json, expand_inputs, iter_texts
 from vinaforge.train.checkpoint import (
     Checkpoint,
-    CheckpointError,
     latest_checkpoint,
     list_checkpoints,
     prune_checkpoints,
@@ -132,8 +130,12 @@ def build_optimizer(param_groups: list[dict], phase: PhaseConfig, cfg: CptConfig
 
 
 def micro_batch(
-    sources: dict[str, PackedSource], picks: Sequence[tuple[str, int]], seq_len: int, doc_masking: bool,
-    flatten: bool, device,
+    sources: dict[str, PackedSource],
+    picks: Sequence[tuple[str, int]],
+    seq_len: int,
+    doc_masking: bool,
+    flatten: bool,
+    device,
 ) -> dict:
     """Tensors for one micro-batch of packed blocks (position ids only with document masking)."""
     import torch
@@ -148,6 +150,19 @@ def micro_batch(
             labels[:, 0] = -100
             batch = {k: v.reshape(1, -1) for k, v in batch.items()}
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def set_activation_checkpointing(model, on: bool) -> None:
+    """Non-reentrant activation (gradient) checkpointing; transformers 5 renamed the methods."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        if on:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
 
 
 def scored_tokens(batch: dict) -> int:
@@ -248,6 +263,7 @@ class TrainerState:
     phase_start_drawn: dict = field(default_factory=dict)
     phases_done: list = field(default_factory=list)
     sampler: dict = field(default_factory=dict)
+    processes: int = 1
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -276,10 +292,9 @@ class CptTrainer:
     # ------------------------------------------------------------------ set-up
 
     def _accelerator(self):
+        import torch
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
-
-        import torch
 
         precision = self.cfg.precision
         if precision == "auto":
@@ -303,7 +318,9 @@ class CptTrainer:
             mixed_precision="bf16" if precision == "bf16" else "no",
             gradient_accumulation_steps=self.cfg.grad_accum,
             log_with=trackers or None,
-            project_config=ProjectConfiguration(project_dir=str(self.out), logging_dir=str(self.out / "logs")),
+            project_config=ProjectConfiguration(
+                project_dir=str(self.out), logging_dir=str(self.out / "logs")
+            ),
             **kwargs,
         )
         if acc.distributed_type == "DEEPSPEED":
@@ -375,17 +392,24 @@ class CptTrainer:
         self.plans = plans
         self.total_steps = sum(p.steps for p in plans)
 
-        cache = Path(self.resolve(self.cfg.data.cache_dir)) if self.cfg.data.cache_dir else self.out / "packed"
+        cache = (
+            Path(self.resolve(self.cfg.data.cache_dir)) if self.cfg.data.cache_dir else self.out / "packed"
+        )
         with acc.main_process_first():
             self.sources = pack_sources(
-                self.cfg.data.sources, tokenizer, cache, self.resolve, self.cfg.data.add_bos,
-                self.cfg.data.tokenize_batch, progress=self.cfg.progress and acc.is_local_main_process,
+                self.cfg.data.sources,
+                tokenizer,
+                cache,
+                self.resolve,
+                self.cfg.data.add_bos,
+                self.cfg.data.tokenize_batch,
+                progress=self.cfg.progress and acc.is_local_main_process,
             )
         self.sampler = MixtureSampler(self.sources, self.cfg.seq_len, self.seed)
         self.natural = natural_weights(self.sources)
         for plan in plans:  # fail now, not at phase 3, on a source too small for one sequence
             for seg in plan.config.mixture or self.cfg.data.mixture or [MixtureSegment(weights=self.natural)]:
-                self.sampler._check(seg.normalised())
+                self.sampler.check(seg.normalised())
         self.heldout = load_heldout(self.cfg, self.resolve)
         self.metrics = MetricsLog(self.out / METRICS_FILE, acc.is_main_process)
 
@@ -395,8 +419,18 @@ class CptTrainer:
         state = TrainerState(phase_start_drawn={})
         if ckpt is not None:
             state = TrainerState(**ckpt.trainer_state())
+            if state.processes != world:
+                log.warning(
+                    "the checkpoint was written by %d process(es), this run has %d: the global batch "
+                    "(micro_batch_size x grad_accum x processes) changes, so the run continues on another "
+                    "trajectory",
+                    state.processes,
+                    world,
+                )
             self.metrics.truncate(state.global_step)
-            log.info("resuming from %s (step %d, phase %s)", ckpt.path, ckpt.step, plans[state.phase_index].name)
+            log.info(
+                "resuming from %s (step %d, phase %s)", ckpt.path, ckpt.step, plans[state.phase_index].name
+            )
         elif acc.is_main_process and self.metrics.path.exists():
             self.metrics.path.unlink()
         self.state = state
@@ -406,16 +440,22 @@ class CptTrainer:
         log.info(
             "training %d steps in %d phase(s): %s sequences x %d tokens per step (%d process(es)), "
             "%s model FLOPs/token, peak %s",
-            self.total_steps, len(plans), self.global_seqs, self.cfg.seq_len, world,
-            f"{self.flops_token:.3g}", self.peak_source,
+            self.total_steps,
+            len(plans),
+            self.global_seqs,
+            self.cfg.seq_len,
+            world,
+            f"{self.flops_token:.3g}",
+            self.peak_source,
         )
         start_wall = time.perf_counter()
         with StopSignals() as stop, self._progress(acc) as progress:
             self.stop = stop
             self.progress = progress
-            self.task = progress.add_task("cpt", total=self.total_steps, completed=state.global_step,
-                                          loss="-", tps="-", mfu="-")
-            for plan in plans[state.phase_index:]:
+            self.task = progress.add_task(
+                "cpt", total=self.total_steps, completed=state.global_step, loss="-", tps="-", mfu="-"
+            )
+            for plan in plans[state.phase_index :]:
                 model = self._run_phase(plan, model, ckpt if plan.index == state.phase_index else None)
         final = self._save_final(model)
         summary = self._summary(final, time.perf_counter() - start_wall)
@@ -431,9 +471,13 @@ class CptTrainer:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         return Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
-            TextColumn("MFU {task.fields[mfu]}"), TimeRemainingColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[tps]} tok/s"),
+            TextColumn("MFU {task.fields[mfu]}"),
+            TimeRemainingColumn(),
             disable=not (self.cfg.progress and acc.is_main_process),
         )
 
@@ -448,7 +492,7 @@ class CptTrainer:
         phase = plan.config
         trainable = apply_trainable(model, phase.trainable, num_base_rows=cfg.num_base_rows, lora=phase.lora)
         if cfg.gradient_checkpointing:
-            trainable.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            set_activation_checkpointing(trainable.model, True)
         optimizer = build_optimizer(trainable.param_groups(phase.weight_decay), phase, cfg, acc.device.type)
         scheduler = build_scheduler(optimizer, phase, plan.steps)
         wrapped, optimizer = acc.prepare(trainable.model, optimizer)
@@ -464,8 +508,14 @@ class CptTrainer:
         info = trainable.summary()
         log.info(
             "phase %s (%d/%d): trainable %s = %s parameters, %d steps, lr %g, %s schedule",
-            plan.name, plan.index + 1, len(self.plans), phase.trainable, f"{info['trainable_params']:,}",
-            plan.steps, phase.lr, phase.schedule,
+            plan.name,
+            plan.index + 1,
+            len(self.plans),
+            phase.trainable,
+            f"{info['trainable_params']:,}",
+            plan.steps,
+            phase.lr,
+            phase.schedule,
         )
         self.progress.update(self.task, description=plan.name)
         if state.global_step == 0 and state.last_eval_step < 0:
@@ -488,7 +538,10 @@ class CptTrainer:
         if state.last_eval_step != state.global_step:
             self._evaluate(wrapped)
         self._end_phase_record(plan, info)
-        if not list_checkpoints(self.ckpt_root) or list_checkpoints(self.ckpt_root)[-1][0] != state.global_step:
+        if (
+            not list_checkpoints(self.ckpt_root)
+            or list_checkpoints(self.ckpt_root)[-1][0] != state.global_step
+        ):
             self._checkpoint(wrapped, scheduler)
         if plan.index == len(self.plans) - 1 and acc.distributed_type in _SHARDED:
             self.final_state_dict = acc.get_state_dict(wrapped)  # gathered from the shards
@@ -497,7 +550,7 @@ class CptTrainer:
             model = merge_lora(model)
         trainable.release()
         if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_disable()
+            set_activation_checkpointing(model, False)
         acc.free_memory()
         return model
 
@@ -529,8 +582,16 @@ class CptTrainer:
         batches = []
         for m in range(cfg.grad_accum):
             start = (m * world + rank) * b
-            batches.append(micro_batch(self.sources, picks[start : start + b], cfg.seq_len, cfg.doc_masking,
-                                       self._flatten_for_flash(), acc.device))
+            batches.append(
+                micro_batch(
+                    self.sources,
+                    picks[start : start + b],
+                    cfg.seq_len,
+                    cfg.doc_masking,
+                    self._flatten_for_flash(),
+                    acc.device,
+                )
+            )
         local_items = torch.tensor([float(sum(scored_tokens(x) for x in batches))], device=acc.device)
         n_items = int(acc.reduce(local_items, "sum").item()) if world > 1 else int(local_items.item())
         if n_items == 0:
@@ -579,14 +640,24 @@ class CptTrainer:
         }
         self.metrics.append(record)
         self._log_trackers(record)
-        self.progress.update(self.task, advance=1, loss=f"{loss:.3f}", tps=f"{tps:,.0f}",
-                             mfu=f"{util:.1%}" if util is not None else "n/a")
+        self.progress.update(
+            self.task,
+            advance=1,
+            loss=f"{loss:.3f}",
+            tps=f"{tps:,.0f}",
+            mfu=f"{util:.1%}" if util is not None else "n/a",
+        )
         if state.global_step % cfg.log_every == 0:
             log.info(
                 "step %d/%d (%s) loss %.4f lr %.3g grad-norm %s %s tok/s MFU %s",
-                state.global_step, self.total_steps, plan.name, loss, record["lr"],
+                state.global_step,
+                self.total_steps,
+                plan.name,
+                loss,
+                record["lr"],
                 f"{record['grad_norm']:.3g}" if record["grad_norm"] is not None else "n/a",
-                f"{tps:,.0f}", f"{util:.2%}" if util is not None else "n/a",
+                f"{tps:,.0f}",
+                f"{util:.2%}" if util is not None else "n/a",
             )
         return record
 
@@ -605,8 +676,13 @@ class CptTrainer:
         t0 = time.perf_counter()
         inner = self.acc.unwrap_model(model)
         h = self.cfg.heldout
-        result = bits_per_byte(inner, self.tokenizer, self.heldout, max_length=h.max_length or self.cfg.seq_len,
-                               batch_size=h.batch_size)
+        result = bits_per_byte(
+            inner,
+            self.tokenizer,
+            self.heldout,
+            max_length=h.max_length or self.cfg.seq_len,
+            batch_size=h.batch_size,
+        )
         model.train()
         record = {
             "step": self.state.global_step,
@@ -619,10 +695,17 @@ class CptTrainer:
         self.state.last_eval_step = self.state.global_step
         self.metrics.append(record)
         if self.acc.log_with:
-            self.acc.log({"eval/loss": record["eval_loss"], "eval/bits_per_byte": record["eval_bpb"]},
-                         step=self.state.global_step)
-        log.info("held-out at step %d: loss %.4f, %.4f bits per byte (%d texts)",
-                 self.state.global_step, record["eval_loss"], record["eval_bpb"], len(self.heldout))
+            self.acc.log(
+                {"eval/loss": record["eval_loss"], "eval/bits_per_byte": record["eval_bpb"]},
+                step=self.state.global_step,
+            )
+        log.info(
+            "held-out at step %d: loss %.4f, %.4f bits per byte (%d texts)",
+            self.state.global_step,
+            record["eval_loss"],
+            record["eval_bpb"],
+            len(self.heldout),
+        )
         return record
 
     def _end_phase_record(self, plan: PhasePlan, info: dict) -> None:
@@ -645,7 +728,8 @@ class CptTrainer:
         )
         log.info(
             "phase %s done: realised mixture %s",
-            plan.name, ", ".join(f"{k} {v:.1%}" for k, v in realised.items()),
+            plan.name,
+            ", ".join(f"{k} {v:.1%}" for k, v in realised.items()),
         )
 
     def _checkpoint(self, model, scheduler) -> Path:
@@ -653,6 +737,7 @@ class CptTrainer:
 
         acc, state = self.acc, self.state
         state.sampler = self.sampler.state_dict()
+        state.processes = acc.num_processes
 
         def save_states(folder: Path) -> None:
             acc.save_state(str(folder), safe_serialization=True)
@@ -660,8 +745,14 @@ class CptTrainer:
                 torch.save(scheduler.state_dict(), folder / SCHEDULER_FILE)
 
         path = write_checkpoint(
-            self.ckpt_root, state.global_step, save_states, state.to_dict(), self.config_hash,
-            self.cfg.trajectory_dict(), acc.is_main_process, acc.wait_for_everyone,
+            self.ckpt_root,
+            state.global_step,
+            save_states,
+            state.to_dict(),
+            self.config_hash,
+            self.cfg.trajectory_dict(),
+            acc.is_main_process,
+            acc.wait_for_everyone,
         )
         if acc.is_main_process:
             prune_checkpoints(self.ckpt_root, self.cfg.keep_checkpoints)

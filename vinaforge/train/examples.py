@@ -40,8 +40,12 @@ class Example:
 
     @property
     def prompt_chars(self) -> int:
-        """Characters of :attr:`text` that belong to the prompt (separator included)."""
-        return len(self.prompt) + len(self.separator)
+        """Characters of :attr:`text` that belong to the prompt.
+
+        The separator goes with the response: SentencePiece and byte-level BPE tokenizers glue a
+        space to the next word (``▁Good``), and that token is the first one of the answer.
+        """
+        return len(self.prompt)
 
 
 def language_name(code: str) -> str:
@@ -86,8 +90,9 @@ def encode_examples(
 ) -> list[tuple[list[int], list[int]]]:
     """Token ids and loss mask (1 = learned, 0 = masked) of each example, EOS appended (learned).
 
-    A token is part of the prompt when it starts inside the prompt's characters. Slow (Python)
-    tokenizers have no offsets: the prompt is then tokenized on its own to find the split.
+    A token is part of the prompt when it starts inside the prompt's characters (a token that starts
+    on the separator, like ``▁Good``, opens the response). Slow (Python) tokenizers have no offsets:
+    the prompt is then tokenized on its own to find the split.
     """
     texts = [ex.text for ex in examples]
     if getattr(tokenizer, "is_fast", False):

@@ -110,7 +110,9 @@ def peak_tflops(device, dtype: str, override: float | None = None) -> tuple[floa
     return None, f"no peak known for device {device}"
 
 
-def mfu(tokens_per_s: float, flops_token: float, peak_tflops_per_device: float | None, devices: int) -> float | None:
+def mfu(
+    tokens_per_s: float, flops_token: float, peak_tflops_per_device: float | None, devices: int
+) -> float | None:
     if not peak_tflops_per_device:
         return None
     return tokens_per_s * flops_token / (peak_tflops_per_device * 1e12 * devices)

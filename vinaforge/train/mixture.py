@@ -65,12 +65,14 @@ class MixtureSampler:
         self.drawn: Counter[str] = Counter()
         self._perm_cache: dict[str, tuple[int, np.ndarray]] = {}
 
-    def _check(self, weights: Mapping[str, float]) -> tuple[list[str], np.ndarray]:
+    def check(self, weights: Mapping[str, float]) -> tuple[list[str], np.ndarray]:
         names = [n for n, w in weights.items() if w > 0]
         for name in names:
             if name not in self.sources:
                 known = ", ".join(self.sources)
-                raise MixtureError(f"mixture weight for {name!r}, which is not a data source (sources: {known})")
+                raise MixtureError(
+                    f"mixture weight for {name!r}, which is not a data source (sources: {known})"
+                )
             if self.n_blocks[name] == 0:
                 raise MixtureError(
                     f"data source {name!r} has {self.sources[name].n_tokens} tokens, fewer than one sequence "
@@ -98,7 +100,9 @@ class MixtureSampler:
             self.cursor[name] = 0
             log.info(
                 "data source %s: all %d sequences used, starting pass %d",
-                name, self.n_blocks[name], self.passes[name] + 1,
+                name,
+                self.n_blocks[name],
+                self.passes[name] + 1,
             )
         block = int(self._permutation(name)[self.cursor[name]])
         self.cursor[name] += 1
@@ -106,7 +110,7 @@ class MixtureSampler:
 
     def draw(self, n: int, weights: Mapping[str, float]) -> list[tuple[str, int]]:
         """The next ``n`` sequences of the stream, each source chosen with probability ``weights``."""
-        names, p = self._check(weights)
+        names, p = self.check(weights)
         choices = self.rng.choice(len(names), size=n, p=p)
         out = []
         for c in choices:

@@ -108,7 +108,9 @@ def _field(rec: dict, name: str, path: Path, lineno: int) -> str:
     return "" if value is None else str(value)
 
 
-def iter_records(cfg: SourceConfig, files: list[Path], rejects: Callable[[Record, str, dict], None]) -> Iterator[Record]:
+def iter_records(
+    cfg: SourceConfig, files: list[Path], rejects: Callable[[Record, str, dict], None]
+) -> Iterator[Record]:
     """Records of a source, in file order; unusable ones go to ``rejects`` with a reason."""
     for path in files:
         if cfg.kind == "text":
@@ -133,7 +135,11 @@ def iter_records(cfg: SourceConfig, files: list[Path], rejects: Callable[[Record
                     rejects(rec, "identical sides (untranslated)", raw)
                     continue
                 rec.examples = translation_examples(
-                    src, tgt, cfg.src_field, cfg.tgt_field, cfg.directions,
+                    src,
+                    tgt,
+                    cfg.src_field,
+                    cfg.tgt_field,
+                    cfg.directions,
                     cfg.prompt_template or DEFAULT_TRANSLATION_TEMPLATE,
                 )
             else:  # instruct
@@ -193,7 +199,9 @@ class PackedSource:
         start = index * seq_len
         end = start + seq_len
         if index < 0 or end > self.n_tokens:
-            raise IndexError(f"source {self.name!r}: block {index} out of range ({self.n_blocks(seq_len)} blocks)")
+            raise IndexError(
+                f"source {self.name!r}: block {index} out of range ({self.n_blocks(seq_len)} blocks)"
+            )
         ids = np.asarray(self.tokens[start:end], dtype=np.int64)
         labels = ids.copy()
         if self.loss_mask is not None:
@@ -299,7 +307,9 @@ def pack_source(
     if (final / "meta.json").is_file():
         packed = PackedSource.open(final)
         if packed.meta.get("key") == key:
-            log.info("source %s: reusing packed tokens in %s (%s tokens)", name, final, f"{packed.n_tokens:,}")
+            log.info(
+                "source %s: reusing packed tokens in %s (%s tokens)", name, final, f"{packed.n_tokens:,}"
+            )
             return packed
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     if tmp.exists():
@@ -322,15 +332,26 @@ def pack_source(
         )
     log.info(
         "source %s: packed %s records into %s documents, %s tokens (rejected: %s) in %s",
-        name, f"{meta['n_records']:,}", f"{meta['n_docs']:,}", f"{meta['n_tokens']:,}",
-        dict(meta["rejected"]) or "none", final,
+        name,
+        f"{meta['n_records']:,}",
+        f"{meta['n_docs']:,}",
+        f"{meta['n_tokens']:,}",
+        dict(meta["rejected"]) or "none",
+        final,
     )
     return PackedSource.open(final)
 
 
 def _pack_into(
-    folder: Path, name: str, cfg: SourceConfig, files: list[Path], tokenizer, eos: int, bos: int | None,
-    batch_size: int, progress: bool,
+    folder: Path,
+    name: str,
+    cfg: SourceConfig,
+    files: list[Path],
+    tokenizer,
+    eos: int,
+    bos: int | None,
+    batch_size: int,
+    progress: bool,
 ) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -354,8 +375,14 @@ def _pack_into(
                 writer.add(ids, mask)
         batch.clear()
 
-    columns = (TextColumn("packing {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-               TextColumn("{task.fields[tokens]} tokens"), TimeElapsedColumn())
+    columns = (
+        TextColumn("packing {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TextColumn("{task.fields[tokens]} tokens"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task(name, total=len(files), tokens="0")
         current_file = None
@@ -414,4 +441,3 @@ def pack_sources(
         name: pack_source(name, cfg, tokenizer, out_root, resolve, add_bos, batch_size, progress)
         for name, cfg in sources.items()
     }
-

@@ -49,7 +49,15 @@ def plot_curves(metrics: list[dict], loss_png: Path, bpb_png: Path, title: str =
         ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=1.2, color="C0")
         for i, (name, lo, hi) in enumerate(_phase_spans(steps)):
             ax.axvspan(lo - 0.5, hi + 0.5, color=f"C{i + 1}", alpha=0.12, lw=0)
-            ax.text((lo + hi) / 2, 0.97, name, transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=8)
+            ax.text(
+                (lo + hi) / 2,
+                0.97,
+                name,
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                va="top",
+                fontsize=8,
+            )
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss (nats/token)")
         ax.set_title(title or "training loss")
@@ -84,7 +92,10 @@ def render_report(summary: dict) -> str:
             f"**Model weights: {RANDOM_INIT_LABEL}**, trained here on the demo data only. "
             "Its figures check the pipeline; they say nothing about a real base model.\n"
         )
-    lines += ["| phase | trainable | trainable params | steps | tokens | realised mixture |", "|---|---|---|---|---|---|"]
+    lines += [
+        "| phase | trainable | trainable params | steps | tokens | realised mixture |",
+        "|---|---|---|---|---|---|",
+    ]
     for p in summary.get("phases", []):
         mix = ", ".join(f"{k} {v:.1%}" for k, v in p["realised_mixture"].items())
         lines.append(

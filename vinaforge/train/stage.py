@@ -40,8 +40,19 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     figures = [Figure(p.name, captions[p.name]) for p in pngs]
     key = {
         k: summary.get(k)
-        for k in ("random_init", "steps", "tokens", "init_bpb", "final_bpb", "first_loss", "final_loss",
-                  "tokens_per_s", "mfu", "precision", "processes")
+        for k in (
+            "random_init",
+            "steps",
+            "tokens",
+            "init_bpb",
+            "final_bpb",
+            "first_loss",
+            "final_loss",
+            "tokens_per_s",
+            "mfu",
+            "precision",
+            "processes",
+        )
     }
     return StageResult(
         outputs={"model": "final", "metrics": METRICS_FILE, "summary": SUMMARY_FILE},
