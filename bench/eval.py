@@ -63,16 +63,42 @@ def timed_run(model_dir: Path, tasks: list[str], data_dir: Path, items: int, bat
     from vinaforge.eval.harness import load_lm, run_benchmarks
 
     lm = load_lm(str(model_dir), batch_size=batch_size, device="cpu", dtype="float32")
+    forward = {"seconds": 0.0, "calls": 0}
+    model_call = lm._model_call
+
+    def timed_model_call(*args, **kwargs):  # the model's forward pass, to split it from the rest
+        t = time.perf_counter()
+        try:
+            return model_call(*args, **kwargs)
+        finally:
+            forward["seconds"] += time.perf_counter() - t
+            forward["calls"] += 1
+
+    lm._model_call = timed_model_call
     start = time.perf_counter()
     res = run_benchmarks(lm, tasks, data_dir=data_dir, limit=items)
     seconds = time.perf_counter() - start
     n = sum(res[b][s]["n"] for b in res if not b.startswith("_") for s in res[b])
+    requests = sum(n_requests(t, data_dir, items) for t in tasks)
     return {
         "items": n,
+        "requests": requests,
         "seconds": round(seconds, 2),
         "items_per_s": round(n / seconds, 2),
+        "forward_seconds": round(forward["seconds"], 2),
+        "forward_calls": forward["calls"],
+        "other_ms_per_request": round(1000 * (seconds - forward["seconds"]) / requests, 2),
         "batch_sizes": res["_meta"].get("batch_sizes"),
     }
+
+
+def n_requests(task: str, data_dir: Path, items: int) -> int:
+    """lm-eval requests of the first ``items`` documents (one per choice)."""
+    from vinaforge.eval.data import TASK_INDEX
+    from vinaforge.eval.taskdocs import load_task_docs
+
+    docs = load_task_docs(task, TASK_INDEX[task][1].split, data_dir)[:items]
+    return sum(len(d["choices"]) for d in docs)
 
 
 def no_leak(model_dir: Path, data_dir: Path) -> dict:
