@@ -26,7 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_INPUT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vi_text" / "news_baomoi_magizbox.jsonl.gz"
+DEFAULT_INPUT = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "data"
+    / "vi_text"
+    / "news_baomoi_magizbox.jsonl.gz"
+)
 
 
 def input_bytes(path: Path, limit: int) -> tuple[int, int]:
@@ -116,9 +122,15 @@ def main(argv: list[str] | None = None) -> int:
         "ours_duplicates": stats["duplicates"],
     }
     print(f"input: {docs} docs, {mb:.1f} MB uncompressed, {args.workers} worker(s)")
-    print(f"stock datatrove filters: {stock_s:7.1f} s  {docs / stock_s:8.1f} docs/s  {mb / stock_s:6.3f} MB/s  CPU {stock_cpu:6.1f} s")
-    print(f"vinaforge curate (full): {ours_s:7.1f} s  {docs / ours_s:8.1f} docs/s  {mb / ours_s:6.3f} MB/s  CPU {ours_cpu:6.1f} s")
-    print(f"speed-up: {stock_s / ours_s:.2f}x wall, {stock_cpu / ours_cpu:.2f}x CPU (same input, same workers, same run)")
+    print(
+        f"stock datatrove filters: {stock_s:7.1f} s  {docs / stock_s:8.1f} docs/s  {mb / stock_s:6.3f} MB/s  CPU {stock_cpu:6.1f} s"
+    )
+    print(
+        f"vinaforge curate (full): {ours_s:7.1f} s  {docs / ours_s:8.1f} docs/s  {mb / ours_s:6.3f} MB/s  CPU {ours_cpu:6.1f} s"
+    )
+    print(
+        f"speed-up: {stock_s / ours_s:.2f}x wall, {stock_cpu / ours_cpu:.2f}x CPU (same input, same workers, same run)"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

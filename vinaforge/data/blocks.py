@@ -152,13 +152,27 @@ class _FunnelCounting:
             self.stat_update(key, value=val)
 
 
+def written_totals(writer) -> dict[str, int]:
+    """What a closed funnel writer wrote (docs, chars, syllables), for its owner's stats.
+
+    Exclusion writers are not pipeline steps, so datatrove saves no stats for them.
+    """
+    if writer is None:
+        return {}
+    return {k: int(v.total) for k, v in writer.stats.stats.items() if k in ("docs", "chars", "syllables")}
+
+
 class FunnelJsonlWriter(_FunnelCounting, JsonlWriter):
     """``JsonlWriter`` that counts what it writes (stats named ``vf/<row>``)."""
 
-    def __init__(self, row: str, output_folder: str, output_filename: str, compression=FIXED_GZIP, adapter=None):
+    def __init__(
+        self, row: str, output_folder: str, output_filename: str, compression=FIXED_GZIP, adapter=None
+    ):
         self.row = row
         self.name = f"vf/{row}"
-        super().__init__(output_folder, output_filename=output_filename, compression=compression, adapter=adapter)
+        super().__init__(
+            output_folder, output_filename=output_filename, compression=compression, adapter=adapter
+        )
 
 
 class FunnelParquetWriter(_FunnelCounting, ParquetWriter):
@@ -184,19 +198,25 @@ def exact_rejected_record(self, doc: Document) -> dict[str, Any]:
 
     from vinaforge.data.dedup import exact_key
 
-    doc.metadata.update(filter="exact_dedup", reason="exact_duplicate", value=xxhash.xxh64_hexdigest(exact_key(doc)))
+    doc.metadata.update(
+        filter="exact_dedup", reason="exact_duplicate", value=xxhash.xxh64_hexdigest(exact_key(doc))
+    )
     return rejected_record(self, doc)
 
 
 def minhash_rejected_record(self, doc: Document) -> dict[str, Any]:
     """A near duplicate; its value is the size of its MinHash cluster."""
-    doc.metadata.update(filter="minhash_dedup", reason="near_duplicate", value=doc.metadata.get("minhash_cluster_size"))
+    doc.metadata.update(
+        filter="minhash_dedup", reason="near_duplicate", value=doc.metadata.get("minhash_cluster_size")
+    )
     return rejected_record(self, doc)
 
 
 def rejected_writer(root: Path, row: str, adapter=rejected_record) -> FunnelJsonlWriter:
     """Writer of ``rejected/<row>/<rank>.jsonl.gz``."""
-    return FunnelJsonlWriter(f"rejected/{row}", str(root / "rejected" / row), "${rank}.jsonl.gz", adapter=adapter)
+    return FunnelJsonlWriter(
+        f"rejected/{row}", str(root / "rejected" / row), "${rank}.jsonl.gz", adapter=adapter
+    )
 
 
 class RankFileReader(JsonlReader):
@@ -285,7 +305,9 @@ class Normalizer(PipelineStep):
                 if enc:
                     doc.metadata["repaired"] = f"legacy_{enc}"
                     counts[f"legacy/{enc}"] += 1
-                after = normalize_text(before, self._by_encoding[enc] if enc else self._fixed if auto else self.cfg)
+                after = normalize_text(
+                    before, self._by_encoding[enc] if enc else self._fixed if auto else self.cfg
+                )
                 counts["chars_out"] += len(after)
                 if after != before:
                     counts["changed"] += 1

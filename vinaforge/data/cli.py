@@ -15,18 +15,31 @@ import typer
 app = typer.Typer(help="Corpus curation on datatrove.", no_args_is_help=True, add_completion=False)
 
 
+@app.callback()
+def main() -> None:
+    """Corpus curation: clean, filter, deduplicate and tier text on datatrove."""
+
+
 @app.command()
 def curate(
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Files, folders, globs (JSONL[.gz], Parquet, .txt), save_to_disk folders or hf:org/name."),
+        typer.Argument(
+            help="Files, folders, globs (JSONL[.gz], Parquet, .txt), save_to_disk folders or hf:org/name."
+        ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created; resumed if it exists).")],
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of curate settings.")] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output folder (created; resumed if it exists).")
+    ],
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML file of curate settings.")
+    ] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override one setting: key=value (dotted keys).")
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Delete an earlier run's output in the folder first.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Delete an earlier run's output in the folder first.")
+    ] = False,
 ) -> None:
     """Clean, filter, deduplicate and tier a corpus: DIR/kept/<tier>/<lang>/, DIR/rejected/<filter>/, DIR/stats.json."""
     from vinaforge.data.config import Config

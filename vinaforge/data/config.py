@@ -122,7 +122,10 @@ class MinhashConfig(StageConfig):
     hashes_per_bucket: int = Field(5, ge=1)
     seed: int = 1
     min_similarity: float | None = Field(
-        0.5, ge=0, le=1, description="verify LSH pairs: share of equal hashes over the whole signature (None: off)"
+        0.5,
+        ge=0,
+        le=1,
+        description="verify LSH pairs: share of equal hashes over the whole signature (None: off)",
     )
     keep_cluster_size: bool = Field(True, description="write minhash_cluster_size on kept documents")
 
@@ -172,7 +175,9 @@ class Config(StageConfig):
     executor: Literal["local", "slurm", "ray"] = "local"
     tasks: int = Field(0, ge=0, description="datatrove tasks (0: one per input file, at most 64)")
     workers: int = Field(0, ge=0, description="parallel processes for local runs (0: all cores)")
-    slurm: dict = Field(default_factory=dict, description="SlurmPipelineExecutor settings (partition, time...)")
+    slurm: dict = Field(
+        default_factory=dict, description="SlurmPipelineExecutor settings (partition, time...)"
+    )
     ray: dict = Field(default_factory=dict, description="RayPipelineExecutor settings (cpus_per_task...)")
     keep_intermediate: bool = Field(False, description="keep _work/ shards and signatures after success")
     report_examples: int = Field(2, ge=0, description="rejected examples per filter in the report")

@@ -8,7 +8,7 @@ written with other settings.
 
 Stages (``_work/logs/<stage>/`` holds each one's datatrove logs, stats and completions):
 
-1. ``filter`` (N tasks): read -> input check -> normalize -> language -> Gopher repetition ->
+1. ``filter`` (N tasks): read -> normalize -> input check -> language -> Gopher repetition ->
    Gopher quality -> FineWeb quality -> flagged words -> PII -> score -> ``_work/filtered`` +
    exact and MinHash signatures (one pass);
 2. ``exact_find`` (1 task): datatrove ``ExactFindDedups``;
@@ -26,12 +26,11 @@ import os
 import shutil
 import sys
 import time
+from collections import deque
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from collections import deque
-from copy import deepcopy
 
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
@@ -130,7 +129,9 @@ class QuietLocalExecutor(LocalPipelineExecutor):
                 return super().run()
             # one worker: run the tasks here, without the process manager datatrove starts
             self._launched = True
-            ranks = self.get_incomplete_ranks(range(self.local_rank_offset, self.local_rank_offset + self.local_tasks))
+            ranks = self.get_incomplete_ranks(
+                range(self.local_rank_offset, self.local_rank_offset + self.local_tasks)
+            )
             if ranks:
                 self.save_executor_as_json()
             pipeline = self.pipeline
@@ -168,7 +169,9 @@ def make_executor(cfg: Config, pipeline: list, tasks: int, logging_dir: Path, de
     from datatrove.executor import RayPipelineExecutor
 
     opts = {k: v for k, v in cfg.ray.items() if k != "address"}
-    return RayPipelineExecutor(pipeline, tasks=tasks, logging_dir=str(logging_dir), skip_completed=True, **opts)
+    return RayPipelineExecutor(
+        pipeline, tasks=tasks, logging_dir=str(logging_dir), skip_completed=True, **opts
+    )
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -180,7 +183,6 @@ def build_stages(cfg: Config, layout: Layout, plan, tasks: int) -> list[tuple[st
     from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupCluster
 
     from vinaforge.data import blocks, dedup, filters
-    from vinaforge.data.readers import CorpusFileReader, HFDatasetReader
     from vinaforge.data.stats import WriteSummary
     from vinaforge.data.tiers import QualityScorer, ScoreRecorder, TierAssigner, TierThresholds
 
@@ -233,13 +235,19 @@ def build_stages(cfg: Config, layout: Layout, plan, tasks: int) -> list[tuple[st
         QualityScorer(),
         ScoreRecorder(str(w("scores"))),
         blocks.FunnelJsonlWriter(
-            "filtered", str(w("filtered")), "${rank}.jsonl", compression=None, adapter=blocks.intermediate_record
+            "filtered",
+            str(w("filtered")),
+            "${rank}.jsonl",
+            compression=None,
+            adapter=blocks.intermediate_record,
         ),
     ]
     if cfg.dedup.exact or mh.enabled:
         steps.append(
             dedup.DedupSignatures(
-                dedup.RankedExactSignature(str(w("exact_sigs")), config=exact_cfg) if cfg.dedup.exact else None,
+                dedup.RankedExactSignature(str(w("exact_sigs")), config=exact_cfg)
+                if cfg.dedup.exact
+                else None,
                 dedup.SyllableMinhashSignature(
                     str(w("minhash_sigs")),
                     config=dt_mh,
@@ -253,7 +261,9 @@ def build_stages(cfg: Config, layout: Layout, plan, tasks: int) -> list[tuple[st
 
     # 2-4. find exact copies; MinHash buckets and clusters; tier thresholds ---------------------
     if cfg.dedup.exact:
-        stages.append(("exact_find", [ExactFindDedups(str(w("exact_sigs")), str(w("exact_dups")), exact_cfg)], 1))
+        stages.append(
+            ("exact_find", [ExactFindDedups(str(w("exact_sigs")), str(w("exact_dups")), exact_cfg)], 1)
+        )
     if mh.enabled:
         stages.append(
             (
@@ -265,14 +275,22 @@ def build_stages(cfg: Config, layout: Layout, plan, tasks: int) -> list[tuple[st
     cluster_steps: list[Any] = []
     if mh.enabled:
         if mh.min_similarity is not None:
-            cluster_steps.append(dedup.VerifyPairs(str(w("minhash_buckets")), str(w("minhash_full")), mh.min_similarity))
+            cluster_steps.append(
+                dedup.VerifyPairs(str(w("minhash_buckets")), str(w("minhash_full")), mh.min_similarity)
+            )
         cluster_steps += [
             MinhashDedupCluster(
-                str(w("minhash_buckets")), minhash_dir, config=dt_mh, save_cluster_id=True, save_cluster_size=True
+                str(w("minhash_buckets")),
+                minhash_dir,
+                config=dt_mh,
+                save_cluster_id=True,
+                save_cluster_size=True,
             ),
             dedup.KeepFirstMember(minhash_dir, tasks),
         ]
-    cluster_steps.append(TierThresholds(cfg.tiers, str(w("scores")), exact_dir, minhash_dir, str(w("tiers.json"))))
+    cluster_steps.append(
+        TierThresholds(cfg.tiers, str(w("scores")), exact_dir, minhash_dir, str(w("tiers.json")))
+    )
     stages.append(("cluster", cluster_steps, 1))
 
     # 5. final: drop duplicates, assign tiers, write kept/<tier>/<language>/ ---------------------
@@ -306,8 +324,12 @@ def build_stages(cfg: Config, layout: Layout, plan, tasks: int) -> list[tuple[st
             dedup.DedupFilter(
                 exact_dir,
                 minhash_dir,
-                blocks.rejected_writer(out, "exact_dedup", blocks.exact_rejected_record) if exact_dir else None,
-                blocks.rejected_writer(out, "minhash_dedup", blocks.minhash_rejected_record) if minhash_dir else None,
+                blocks.rejected_writer(out, "exact_dedup", blocks.exact_rejected_record)
+                if exact_dir
+                else None,
+                blocks.rejected_writer(out, "minhash_dedup", blocks.minhash_rejected_record)
+                if minhash_dir
+                else None,
             )
         )
     if mh.enabled:
@@ -324,7 +346,8 @@ def _readers(cfg: Config, plan, paths_file: Path, tasks: int) -> list:
     from vinaforge.data.readers import CorpusFileReader, HFDatasetReader
 
     readers: list = []
-    progress = cfg.executor == "local" and tasks == 1 and sys.stderr.isatty()
+    # a document progress bar per task, when tasks run one after the other on a terminal
+    progress = cfg.executor == "local" and (tasks == 1 or cfg.workers == 1) and sys.stderr.isatty()
     if plan.files:
         readers.append(
             CorpusFileReader(
@@ -362,8 +385,13 @@ def _settings_fingerprint(cfg: Config, plan, tasks: int) -> dict:
     settings = cfg.model_dump(mode="json")
     for key in ("workers", "executor", "slurm", "ray", "keep_intermediate", "report_examples"):
         settings.pop(key, None)  # how it runs, not what it computes
-    return {"settings": settings, "tasks": tasks, "base": str(plan.base), "files": plan.files,
-            "hf": [ds.dataset for ds in plan.hf]}
+    return {
+        "settings": settings,
+        "tasks": tasks,
+        "base": str(plan.base),
+        "files": plan.files,
+        "hf": [ds.dataset for ds in plan.hf],
+    }
 
 
 def prepare_output(cfg: Config, layout: Layout, plan, tasks: int, overwrite: bool) -> bool:
@@ -371,8 +399,15 @@ def prepare_output(cfg: Config, layout: Layout, plan, tasks: int, overwrite: boo
     fingerprint = _settings_fingerprint(cfg, plan, tasks)
     fp_file = layout.w("settings.json")
     if overwrite and layout.out.exists():
-        for child in ("kept", "rejected", "_work", "stats.json", "report.md", "quality_hist.png",
-                      "duplicate_clusters.jsonl.gz"):
+        for child in (
+            "kept",
+            "rejected",
+            "_work",
+            "stats.json",
+            "report.md",
+            "quality_hist.png",
+            "duplicate_clusters.jsonl.gz",
+        ):
             target = layout.out / child
             if target.is_dir():
                 shutil.rmtree(target)
@@ -386,7 +421,9 @@ def prepare_output(cfg: Config, layout: Layout, plan, tasks: int, overwrite: boo
                 "choose another --output, or pass --overwrite to start again"
             )
         return True
-    if layout.out.is_dir() and any(p.name in ("kept", "rejected", "stats.json") for p in layout.out.iterdir()):
+    if layout.out.is_dir() and any(
+        p.name in ("kept", "rejected", "stats.json") for p in layout.out.iterdir()
+    ):
         raise CurateError(f"{layout.out} already holds curated data from another run; pass --overwrite")
     layout.work.mkdir(parents=True, exist_ok=True)
     for sub in ("exact_dups", "exact_sigs", "minhash_remove", "scores", "filtered", "clusters"):
@@ -431,7 +468,9 @@ def curate(cfg: Config, output: str | Path, overwrite: bool = False) -> dict:
             log.info("curate [%d/%d] %s: %d task(s)", i, len(stages), name, todo)
             executor.run()
             if executor.get_incomplete_ranks():
-                raise RuntimeError(f"curate stage {name!r} did not complete; see {layout.logs(name)}/logs")
+                raise RuntimeError(
+                    f"curate stage {name!r} did not complete; see {layout.logs(name) / 'log.txt'}"
+                )
             log.info("curate [%d/%d] %s: done in %.1fs", i, len(stages), name, time.perf_counter() - t0)
     if not cfg.keep_intermediate:
         for sub in BULKY_INTERMEDIATES:

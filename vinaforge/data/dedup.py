@@ -30,7 +30,6 @@ from datatrove.utils.hashing import HashConfig
 
 from vinaforge.data.config import MinhashConfig
 from vinaforge.data.textstats import ngram_keys, syllables_of, tokens_of
-from vinaforge.text.syllables import SYLLABLE_RE
 
 _DIGITS_RE = re.compile(r"\d+")
 _TOKEN_HASH_CACHE: dict[str, int] = {}
@@ -113,7 +112,10 @@ class SyllableMinhashSignature(MinhashDedupSignature):
         """
         if self._params32 is None:
             a, b = self.parameters
-            self._params32 = ((a & np.uint64(0xFFFFFFFF)).astype(np.uint32) | np.uint32(1), b.astype(np.uint32))
+            self._params32 = (
+                (a & np.uint64(0xFFFFFFFF)).astype(np.uint32) | np.uint32(1),
+                b.astype(np.uint32),
+            )
         a32, b32 = self._params32
         x = (shingles >> np.uint64(32)).astype(np.uint32)
         with np.errstate(over="ignore"):
@@ -220,7 +222,6 @@ class VerifyPairs(PipelineStep):
         return data
 
 
-
 def _read_pairs(path: Path) -> np.ndarray:
     if not path.is_file():
         return np.empty((0, 2), dtype="<u4")
@@ -262,7 +263,6 @@ class KeepFirstMember(PipelineStep):
         return data
 
 
-
 def exact_removed(folder: str | Path, task: int) -> np.ndarray:
     """Indices of a task's documents that ``ExactFindDedups`` marked as exact copies."""
     parts = [np.fromfile(p, dtype="<u4") for p in sorted(Path(folder).glob(f"*/{task:05d}.c4_dup"))]
@@ -286,7 +286,9 @@ def minhash_removed(folder: str | Path, task: int) -> np.ndarray:
     return np.fromfile(path, dtype="<u4")
 
 
-def removed_mask(n: int, task: int, exact_folder: str | Path | None, minhash_folder: str | Path | None) -> np.ndarray:
+def removed_mask(
+    n: int, task: int, exact_folder: str | Path | None, minhash_folder: str | Path | None
+) -> np.ndarray:
     """Boolean mask of the ``n`` documents of a task that deduplication keeps."""
     keep = np.ones(n, dtype=bool)
     for idx in (
@@ -311,7 +313,9 @@ class DedupFilter(PipelineStep):
     type = "🫂 - DEDUP"
     name = "vf/dedup-filter"
 
-    def __init__(self, exact_folder: str | None, minhash_folder: str | None, exact_writer=None, minhash_writer=None):
+    def __init__(
+        self, exact_folder: str | None, minhash_folder: str | None, exact_writer=None, minhash_writer=None
+    ):
         super().__init__()
         self.exact_folder = exact_folder
         self.minhash_folder = minhash_folder
@@ -363,5 +367,10 @@ class DedupFilter(PipelineStep):
                         continue
                     count("kept", doc)
                 yield doc
+        from vinaforge.data.blocks import written_totals
+
+        for name, writer in (("exact", self.exact_writer), ("near", self.minhash_writer)):
+            for key, val in written_totals(writer).items():
+                counts[f"written_{name}_{key}"] += val
         for key, val in counts.items():
             self.stat_update(key, value=val)

@@ -116,12 +116,20 @@ class FunnelFilter(BaseFilter):
                 doc.metadata["value"] = value
                 if writer is not None:
                     writer.write(doc, rank)
+        from vinaforge.data.blocks import written_totals
+
+        for key, val in written_totals(self.exclusion_writer).items():
+            counts[f"written_{key}"] += val
         for key, val in counts.items():
             self.stat_update(key, value=val)
 
 
 class InputCheckFilter(FunnelFilter):
-    """Records the reader could not use, empty or oversized documents, binary junk."""
+    """Records the reader could not use, empty or oversized documents, binary junk.
+
+    Runs right after the normalizer, which leaves unusable and oversized records untouched and
+    measures the raw text's share of control/replacement characters (``bad_char_ratio``).
+    """
 
     def __init__(self, cfg: InputCheckConfig, exclusion_writer=None):
         super().__init__("input", exclusion_writer)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from datatrove.pipeline.readers.huggingface import HuggingFaceDatasetReader
 
 log = logging.getLogger(__name__)
 
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".jsonl.zst", ".ndjson")
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson")
 PARQUET_SUFFIXES = (".parquet",)
 TEXT_SUFFIXES = (".txt", ".txt.gz")
 SUPPORTED_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES + TEXT_SUFFIXES
@@ -78,7 +79,9 @@ def record_to_document(
         md["line"] = line
     if not isinstance(data, dict):
         md.update(read_error="not_an_object", read_error_value=type(data).__name__)
-        return Document(text=_no_surrogates(json.dumps(data, ensure_ascii=False, default=str)), id=default_id, metadata=md)
+        return Document(
+            text=_no_surrogates(json.dumps(data, ensure_ascii=False, default=str)), id=default_id, metadata=md
+        )
     raw_id = data.get(id_key)
     doc_id = str(raw_id) if raw_id is not None and raw_id != "" else default_id
     text = data.get(text_key)
@@ -87,7 +90,9 @@ def record_to_document(
         value = sorted(map(str, data))[:20] if text is None else type(text).__name__
         md.update(read_error=reason, read_error_value=value)
         return Document(
-            text=_no_surrogates(json.dumps(_json_safe(data), ensure_ascii=False, default=str)), id=doc_id, metadata=md
+            text=_no_surrogates(json.dumps(_json_safe(data), ensure_ascii=False, default=str)),
+            id=doc_id,
+            metadata=md,
         )
     for key, val in data.items():
         if key not in (text_key, id_key) and key not in md:
@@ -96,7 +101,7 @@ def record_to_document(
 
 
 class CorpusFileReader(BaseDiskReader):
-    """JSONL(.gz/.zst), Parquet and ``.txt`` files listed in a paths file, sharded over tasks."""
+    """JSONL(.gz), Parquet and ``.txt`` files listed in a paths file, sharded over tasks."""
 
     name = "vf/read/files"
 
@@ -144,8 +149,7 @@ class CorpusFileReader(BaseDiskReader):
             )
 
     def _read_jsonl(self, filepath: str) -> Iterator[Document]:
-        compression = "zstd" if filepath.endswith(".zst") else "infer"
-        with self.data_folder.open(filepath, "rb", compression=compression) as fh:
+        with self.data_folder.open(filepath, "rb", compression="infer") as fh:
             for lineno, raw in enumerate(fh, 1):
                 if not raw.strip():
                     continue
@@ -239,7 +243,9 @@ class InputPlan:
 
 def _is_saved_dataset(p: Path) -> bool:
     return p.is_dir() and (
-        (p / "dataset_info.json").is_file() or (p / "state.json").is_file() or (p / "dataset_dict.json").is_file()
+        (p / "dataset_info.json").is_file()
+        or (p / "state.json").is_file()
+        or (p / "dataset_dict.json").is_file()
     )
 
 
@@ -270,7 +276,9 @@ def _saved_dataset_path(p: Path, split: str) -> str:
     if (p / "dataset_dict.json").is_file():
         splits = json.loads((p / "dataset_dict.json").read_text()).get("splits", [])
         if split not in splits:
-            raise InputError(f"{p}: the saved dataset has no split {split!r} (splits: {splits}); set hf_split")
+            raise InputError(
+                f"{p}: the saved dataset has no split {split!r} (splits: {splits}); set hf_split"
+            )
         p = p / split
     return str(p.resolve())
 
@@ -300,19 +308,22 @@ def _preview_jsonl_keys(path: Path) -> tuple[set[str], int]:
     opener = gzip.open if path.name.endswith(".gz") else open
     keys: set[str] = set()
     parsed = 0
-    if path.name.endswith(".zst"):
-        return keys, -1  # not previewed: zstd needs a streaming reader; the run still rejects per record
-    with opener(path, "rb") as fh:
-        for i, raw in enumerate(fh):
-            if i >= _PREVIEW_LINES:
-                break
-            try:
-                rec = json.loads(raw.decode("utf-8", errors="replace"))
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                keys.update(rec)
-                parsed += 1
+    try:
+        with opener(path, "rb") as fh:
+            for i, raw in enumerate(fh):
+                if i >= _PREVIEW_LINES:
+                    break
+                try:
+                    rec = json.loads(raw.decode("utf-8", errors="replace"))
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict):
+                    keys.update(rec)
+                    parsed += 1
+    except (EOFError, OSError, zlib.error):
+        # a truncated or corrupt file: the run reads what it can and records the rest as
+        # a corrupt_file rejection; only a readable file can prove a wrong field name
+        return keys, parsed if parsed else -1
     return keys, parsed
 
 
@@ -332,10 +343,7 @@ def check_fields(plan: InputPlan, text_key: str, id_key: str, id_key_explicit: b
                 raise InputError(f"{path}: not a readable Parquet file ({err})") from err
             parsed = 1
         else:
-            try:
-                keys, parsed = _preview_jsonl_keys(path)
-            except (OSError, EOFError) as err:
-                raise InputError(f"{path}: cannot be read ({err})") from err
+            keys, parsed = _preview_jsonl_keys(path)
             if parsed == 0 and path.stat().st_size > 0:
                 raise InputError(
                     f"{path}: none of the first {_PREVIEW_LINES} lines is a JSON object; is it JSON Lines?"
@@ -346,7 +354,9 @@ def check_fields(plan: InputPlan, text_key: str, id_key: str, id_key_explicit: b
                 "set text_field"
             )
         if parsed > 0 and id_key_explicit and id_key not in keys:
-            raise InputError(f"{path}: no record has the id field {id_key!r}; set id_field or leave it default")
+            raise InputError(
+                f"{path}: no record has the id field {id_key!r}; set id_field or leave it default"
+            )
     for ds in plan.hf:
         if not ds.load_from_disk:
             continue

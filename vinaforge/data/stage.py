@@ -49,7 +49,9 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     }
     figures = []
     if (out / "quality_hist.png").is_file():
-        figures.append(Figure("quality_hist.png", "Quality score of kept documents (dashed: high-tier threshold)"))
+        figures.append(
+            Figure("quality_hist.png", "Quality score of kept documents (dashed: high-tier threshold)")
+        )
     ctx.log.info("curate: %s", json.dumps({k: metrics[k] for k in ("input", "kept", "duplicates")}))
     return StageResult(
         outputs={

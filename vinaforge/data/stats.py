@@ -77,6 +77,11 @@ def build_funnel(cfg: Config, logs: Path) -> tuple[list[dict], dict[str, dict[st
         if t is None:
             continue
         rows.append(_row(row, "filter", t, t, t, filt_keys))
+        for m in MEASURES:  # what the filter rejected is what its writer wrote to rejected/<row>/
+            if int(t.get(f"rejected_{m}", 0)) != int(t.get(f"written_{m}", 0)):
+                rows[-1].setdefault("checks", []).append(
+                    f"{row} rejected {int(t.get(f'rejected_{m}', 0))} {m} but wrote {int(t.get(f'written_{m}', 0))}"
+                )
         reasons[row] = {k.split("/", 1)[1]: int(v) for k, v in sorted(t.items()) if k.startswith("reason/")}
     if "vf/pii" in a:
         p = a["vf/pii"]
@@ -102,10 +107,14 @@ def build_funnel(cfg: Config, logs: Path) -> tuple[list[dict], dict[str, dict[st
         checks = [("in", a.get("vf/filtered", Counter()), "documents written by the filter stage")]
         if cfg.dedup.exact:
             rows.append(_dedup_row("exact_dedup", meas("in"), meas("after_exact"), meas("exact")))
-            checks.append(("exact", f.get("vf/rejected/exact_dedup", Counter()), "rejected/exact_dedup records"))
+            checks.append(
+                ("exact", {m: d[f"written_exact_{m}"] for m in MEASURES}, "rejected/exact_dedup records")
+            )
         if cfg.dedup.minhash.enabled:
             rows.append(_dedup_row("minhash_dedup", meas("after_exact"), meas("kept"), meas("near")))
-            checks.append(("near", f.get("vf/rejected/minhash_dedup", Counter()), "rejected/minhash_dedup records"))
+            checks.append(
+                ("near", {m: d[f"written_near_{m}"] for m in MEASURES}, "rejected/minhash_dedup records")
+            )
         checks.append(("kept", f.get("vf/kept", Counter()), "kept records written"))
         for prefix, written, what in checks:
             for m in MEASURES:
@@ -142,12 +151,16 @@ def check_funnel(rows: list[dict]) -> list[str]:
                 )
     for prev, cur in zip(rows, rows[1:], strict=False):
         if prev["docs_kept"] != cur["docs_in"]:
-            problems.append(f"{prev['step']} keeps {prev['docs_kept']} documents but {cur['step']} gets {cur['docs_in']}")
+            problems.append(
+                f"{prev['step']} keeps {prev['docs_kept']} documents but {cur['step']} gets {cur['docs_in']}"
+            )
         for m in ("chars", "syllables"):
             if prev[f"{m}_kept"] is None or cur[f"{m}_in"] is None:
                 continue
             if prev[f"{m}_kept"] != cur[f"{m}_in"]:
-                problems.append(f"{prev['step']} keeps {prev[f'{m}_kept']} {m} but {cur['step']} gets {cur[f'{m}_in']}")
+                problems.append(
+                    f"{prev['step']} keeps {prev[f'{m}_kept']} {m} but {cur['step']} gets {cur[f'{m}_in']}"
+                )
     return problems
 
 
@@ -157,7 +170,9 @@ def collect_clusters(out: Path) -> list[dict]:
     for f in sorted((out / "_work" / "clusters").glob("*.jsonl")):
         for line in f.read_text(encoding="utf-8").splitlines():
             rec = json.loads(line)
-            clusters.setdefault(rec["cluster"], {"cluster": rec["cluster"], "kept": None, "removed": []})["kept"] = rec["id"]
+            clusters.setdefault(rec["cluster"], {"cluster": rec["cluster"], "kept": None, "removed": []})[
+                "kept"
+            ] = rec["id"]
     for f in sorted((out / "rejected" / "minhash_dedup").glob("*.jsonl.gz")):
         with gzip.open(f, "rt", encoding="utf-8") as fh:
             for line in fh:
@@ -290,8 +305,8 @@ def summarize(cfg: Config, out: Path, tasks: int) -> dict:
             tiers[tier][lang] = int(val)
             languages[lang] += int(val)
     clusters = collect_clusters(out) if cfg.dedup.minhash.enabled else []
-    with atomic_path(out / "duplicate_clusters.jsonl.gz") as tmp:
-        with gzip.GzipFile(tmp, "wb", mtime=0) as fh:
+    with atomic_path(out / "duplicate_clusters.jsonl.gz") as tmp, open(tmp, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as fh:  # same bytes every run
             for c in clusters:
                 fh.write((json.dumps(c, ensure_ascii=False) + "\n").encode("utf-8"))
     sizes = Counter(c["size"] for c in clusters)

@@ -122,18 +122,22 @@ def top_ngram_char_frac(tok: Tokens, n: int, text_len: int, threshold: float = 0
         return 0.0
     # cheap upper bound first: counts in 4096 hash buckets can only over-count
     longest = int(np.max(tok.lengths)) * n + n - 1
-    if int(np.bincount((keys & np.uint64(4095)).astype(np.intp), minlength=4096).max()) * longest <= threshold * text_len:
+    if (
+        int(np.bincount((keys & np.uint64(4095)).astype(np.intp), minlength=4096).max()) * longest
+        <= threshold * text_len
+    ):
         return 0.0
     sk = np.sort(keys)
     change = np.flatnonzero(sk[1:] != sk[:-1])
     bounds = np.concatenate(([0], change + 1, [len(sk)]))
     runs = np.diff(bounds)
-    best = int(np.argmax(runs))
-    count = int(runs[best])
+    count = int(runs.max())
     if count < 2:
         return 0.0
-    start = int(np.flatnonzero(keys == sk[bounds[best]])[0])
-    chars = int(tok.lengths[start : start + n].sum()) + n - 1  # words joined by single spaces
+    chars = 0  # among equally frequent n-grams, the longest (words joined by single spaces)
+    for b in np.flatnonzero(runs == count)[:64].tolist():
+        start = int(np.flatnonzero(keys == sk[bounds[b]])[0])
+        chars = max(chars, int(tok.lengths[start : start + n].sum()) + n - 1)
     return chars * count / text_len
 
 
@@ -171,7 +175,10 @@ def windows(tok: Tokens, size: int | None) -> list[Tokens]:
     if size is None or n < 1.5 * size:
         return [tok]
     bounds = np.linspace(0, n, round(n / size) + 1).astype(int)
-    return [Tokens(tok.words[a:b], tok.lower[a:b], tok.ids[a:b], tok.lengths[a:b]) for a, b in zip(bounds, bounds[1:])]
+    return [
+        Tokens(tok.words[a:b], tok.lower[a:b], tok.ids[a:b], tok.lengths[a:b])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
 
 
 def windowed(measure, parts: list[Tokens], n: int, text_len: int, **kwargs) -> float:
