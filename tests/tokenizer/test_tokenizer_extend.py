@@ -180,3 +180,15 @@ def test_only_vietnamese_syllables(tmp_path, vi_lines):
     assert not tokens & {"▁Ferguson", "▁Mourinho", "▁Manchester"}
     rej = res.record["candidates"]["rejected_occurrences"]
     assert rej["not-vietnamese"] >= 200
+
+
+def test_extension_is_reproducible(tmp_path, vi_lines):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(vi_lines), encoding="utf-8")
+    settings = ExtendSettings(max_new_tokens=192, pad_to_multiple_of=64)
+    for name in ("a", "b"):
+        extend_tokenizer("mistral-v0.1", tmp_path / name, corpus=[corpus], settings=settings, progress=False)
+    assert (tmp_path / "a" / "tokenizer.model").read_bytes() == (
+        tmp_path / "b" / "tokenizer.model"
+    ).read_bytes()
+    assert (tmp_path / "a" / "tokenizer.json").read_text() == (tmp_path / "b" / "tokenizer.json").read_text()

@@ -23,7 +23,7 @@ def test_resolve_tokenizer_loads_mistral_as_llama_tokenizer(base_tok):
     assert base_tok("Hello").input_ids == [1, 22557]
 
 
-def test_save_pretrained_keeps_the_sentencepiece_model(base_tok, tmp_path):
+def test_save_pretrained_round_trips(base_tok, tmp_path):
     base_tok.save_pretrained(tmp_path)
     assert (tmp_path / "tokenizer.json").is_file()
     assert resolve_tokenizer(str(tmp_path))("Hello").input_ids == [1, 22557]

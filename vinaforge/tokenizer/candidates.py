@@ -35,7 +35,10 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vinaforge.tokenizer.simulate import SentencePieceBpe, TokenizersBpe
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +198,9 @@ class NewToken:
 class Planner:
     """Shared state of a plan: the simulator, the additions so far and the vocabulary budget."""
 
-    def __init__(self, sim, alphabet: Alphabet, budget: int, max_chars: int = 16):
+    def __init__(
+        self, sim: SentencePieceBpe | TokenizersBpe, alphabet: Alphabet, budget: int, max_chars: int = 16
+    ):
         self.sim = sim
         self.alphabet = alphabet
         self.budget = budget

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,12 @@ from vinaforge.tokenizer.candidates import (
 )
 from vinaforge.tokenizer.corpus import CorpusStats, iter_corpus
 from vinaforge.tokenizer.resolve import BaseTokenizer, TokenizerError, resolve_base
+
+if TYPE_CHECKING:
+    from vinaforge.tokenizer.extend_bpe import TokenizersBpeBase
+    from vinaforge.tokenizer.extend_sp import SentencePieceBase
+
+    Family = SentencePieceBase | TokenizersBpeBase
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +92,7 @@ class ExtensionResult:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def load_family(base: BaseTokenizer):
+def load_family(base: BaseTokenizer) -> Family:
     """The family-specific view of a base: its encoder replay, alphabet and writer."""
     if base.family == "sentencepiece":
         from vinaforge.tokenizer.extend_sp import SentencePieceBase
@@ -150,7 +156,7 @@ def vocab_targets(vocab_dir: Path, max_chars: int) -> tuple[list[str], Counter, 
 
 
 def plan(
-    fam,
+    fam: Family,
     settings: ExtendSettings,
     budget: int,
     units: UnitCounts | None = None,
@@ -334,7 +340,7 @@ def extend_tokenizer(
 
 def extension_record(
     base: BaseTokenizer,
-    fam,
+    fam: Family,
     settings: ExtendSettings,
     planner: Planner,
     new_tokens: list[str],

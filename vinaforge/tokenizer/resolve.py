@@ -203,8 +203,10 @@ def load_sentencepiece_as_hf(model_file: Path, config: dict | None = None) -> Pr
     """A transformers tokenizer for a bare SentencePiece model (converted to ``tokenizers``).
 
     transformers 5 has no SentencePiece-backed Llama tokenizer any more: ``LlamaTokenizer`` is
-    the ``tokenizers`` BPE converted from the ``.model`` (vocab plus merges ordered by score).
-    The ``.model`` stays attached (``vocab_file``) so ``save_pretrained`` keeps a copy.
+    the ``tokenizers`` BPE converted from the ``.model`` (vocab plus merges in id order, which is
+    score order for Llama/Mistral). A unigram model becomes a ``tokenizers`` Unigram. The source
+    path is kept in ``vocab_file``; transformers 5's ``save_pretrained`` writes ``tokenizer.json``
+    only (``vinaforge tokenizer extend`` writes ``tokenizer.model`` next to it itself).
     """
     from transformers import AutoTokenizer
 
