@@ -26,8 +26,16 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check vinaforge tests bench
 
+# Benchmarks on ../shared/data (baselines need the `bench` extra); results go to bench/out/ and
+# are recorded by hand in docs/benchmarks.md with the machine they ran on.
+SHARED ?= ../shared/data
 bench: setup
-	$(PY) bench/text_core.py
+	$(PY) -m pip install -q -e '.[dev,wordseg,bench]'
+	$(PY) bench/text_core.py --data $(SHARED)/vi_text/news_baomoi_magizbox.jsonl.gz
+	$(PY) bench/curate.py --limit 3000
+	$(PY) bench/tokenizer.py --data $(SHARED)
+	$(PY) bench/train_throughput.py --preset cpu-tiny --threads 1
+	$(PY) bench/eval.py --items 60
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
