@@ -111,6 +111,28 @@ def open_text(path: str | os.PathLike) -> io.TextIOBase:
     return open(p, encoding="utf-8", errors="replace")
 
 
+def iter_jsonl(
+    path: str | os.PathLike, error: type[Exception] = ValueError
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` for each non-blank line of a JSONL(.gz) file.
+
+    A line that is not a JSON object raises ``error`` naming the file and line, so every
+    reader of JSONL in the project reports bad input the same way.
+    """
+    p = Path(path)
+    with open_text(p) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise error(f"{p}:{lineno}: not valid JSON ({err.msg})") from err
+            if not isinstance(rec, dict):
+                raise error(f"{p}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            yield lineno, rec
+
+
 def iter_texts(path: str | os.PathLike, field: str = "text") -> Iterator[str]:
     """Texts of one file: plain text (one per line), JSONL(.gz) ``field``, CoNLL-U ``# text =``.
 
@@ -125,22 +147,17 @@ def iter_texts(path: str | os.PathLike, field: str = "text") -> Iterator[str]:
         table = pq.read_table(p, columns=[field])
         yield from (t for t in table.column(field).to_pylist() if t is not None)
         return
+    if name.endswith((".jsonl", ".jsonl.gz", ".json")):
+        for lineno, rec in iter_jsonl(p):
+            if field not in rec:
+                raise ValueError(f"{p}:{lineno}: record has no field {field!r}")
+            yield str(rec[field])
+        return
     with open_text(p) as fh:
         if name.endswith(".conllu"):
             for line in fh:
                 if line.startswith("# text = "):
                     yield line[len("# text = ") :].rstrip("\n")
-        elif name.endswith((".jsonl", ".jsonl.gz", ".json")):
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{p}:{lineno}: not valid JSON ({err.msg})") from err
-                if not isinstance(rec, dict) or field not in rec:
-                    raise ValueError(f"{p}:{lineno}: record has no field {field!r}")
-                yield str(rec[field])
         else:
             for line in fh:
                 line = line.rstrip("\n")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vinaforge.io import atomic_write_json, expand_inputs, iter_texts, open_text, sha256_path
+from vinaforge.io import atomic_write_json, expand_inputs, iter_jsonl, iter_texts, sha256_path
 from vinaforge.train.config import SourceConfig
 from vinaforge.train.examples import (
     DEFAULT_INSTRUCT_TEMPLATE,
@@ -85,20 +85,9 @@ def _iter_json_records(path: Path) -> Iterator[tuple[int, dict]]:
     if path.name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        for i, rec in enumerate(pq.read_table(path).to_pylist(), 1):
-            yield i, rec
+        yield from enumerate(pq.read_table(path).to_pylist(), 1)
         return
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise PackingError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
-            if not isinstance(rec, dict):
-                raise PackingError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            yield lineno, rec
+    yield from iter_jsonl(path, error=PackingError)
 
 
 def _field(rec: dict, name: str, path: Path, lineno: int) -> str:

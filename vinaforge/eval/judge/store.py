@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from vinaforge.io import iter_jsonl
+
 log = logging.getLogger(__name__)
 
 
@@ -48,19 +50,7 @@ def read_jsonl(path: str | os.PathLike, repair: bool = False) -> list[dict[str, 
         return []
     if repair:
         _repair_tail(p)
-    records: list[dict[str, Any]] = []
-    with open(p, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordFileError(f"{p}:{lineno}: not valid JSON ({err.msg})") from err
-            if not isinstance(rec, dict):
-                raise RecordFileError(f"{p}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            records.append(rec)
-    return records
+    return [rec for _, rec in iter_jsonl(p, error=RecordFileError)]
 
 
 def append_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> int:
