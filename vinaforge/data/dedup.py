@@ -27,6 +27,7 @@ from datatrove.pipeline.dedup.exact_dedup import ExactDedupSignature
 from datatrove.pipeline.dedup.minhash import MinhashConfig as DTMinhashConfig
 from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 from datatrove.utils.hashing import HashConfig
+from datatrove.utils.word_tokenizers import WordTokenizer
 
 from vinaforge.data.config import MinhashConfig
 from vinaforge.data.textstats import ngram_keys, syllables_of, tokens_of
@@ -69,6 +70,30 @@ def datatrove_minhash_config(cfg: MinhashConfig) -> DTMinhashConfig:
     )
 
 
+class SyllableWordTokenizer(WordTokenizer):
+    """datatrove word tokenizer on Vietnamese syllables (``\\w+`` runs), with no spaCy.
+
+    datatrove's own Vietnamese and English tokenizers need spaCy (and pyvi); a syllable split
+    is what every figure in vinaforge counts, and it is fast.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("vi")
+
+    def word_tokenize(self, text: str) -> list[str]:
+        from vinaforge.text.syllables import iter_syllables
+
+        return list(iter_syllables(text))
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        from vinaforge.text.sentences import split_sentences
+
+        return split_sentences(text)
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in re.finditer(r"\w+", text)]
+
+
 class SyllableMinhashSignature(MinhashDedupSignature):
     """datatrove's MinHash signature stage with syllable shingles.
 
@@ -80,7 +105,7 @@ class SyllableMinhashSignature(MinhashDedupSignature):
     _params32: tuple[np.ndarray, np.ndarray] | None = None
 
     def __init__(self, output_folder: str, config: DTMinhashConfig, full_folder: str | None = None):
-        super().__init__(output_folder, config=config)
+        super().__init__(output_folder, config=config, language=SyllableWordTokenizer())
         self.full_folder = full_folder
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1):
