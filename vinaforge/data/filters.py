@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from abc import abstractmethod
 from collections import Counter
 from functools import lru_cache
 from importlib import resources
@@ -79,8 +80,9 @@ class FunnelFilter(BaseFilter):
         self.row = row
         super().__init__(exclusion_writer)
 
-    def check(self, doc: Document) -> Rejection | None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def check(self, doc: Document) -> Rejection | None:
+        """``None`` to keep the document, or ``(reason, value)`` to reject it."""
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         res = self.check(doc)
