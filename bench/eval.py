@@ -39,22 +39,12 @@ ASSUMED_MFU = (0.25, 0.45)  # share of peak a batched, padded prefill-only workl
 
 
 def build_tiny_model(folder: Path) -> Path:
-    from vinaforge.model.tiny import build_tiny_model as build
-    from vinaforge.model.tiny import save_model
+    from vinaforge.model.tiny import save_model, tiny_model_for
     from vinaforge.tokenizer.resolve import resolve_tokenizer
 
     tok = resolve_tokenizer("mistral-v0.1")
-    model = build(
-        "mistral",
-        vocab_size=len(tok),
-        layers=2,
-        hidden=64,
-        heads=4,
-        kv_heads=2,
-        max_position=2048,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        seed=0,
+    model = tiny_model_for(
+        tok, "mistral", layers=2, hidden=64, heads=4, kv_heads=2, max_position=2048, seed=0
     )
     return save_model(model, tok, folder)
 

@@ -22,22 +22,13 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "benchmarks"
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, hidden-64 random Mistral with the Mistral-v0.1 tokenizer, as a HF folder."""
-    from vinaforge.model.tiny import build_tiny_model, save_model
+    from vinaforge.model.tiny import save_model, tiny_model_for
     from vinaforge.tokenizer.resolve import resolve_tokenizer
 
     root = tmp_path_factory.mktemp("tiny_eval")
     tok = resolve_tokenizer("mistral-v0.1")
-    model = build_tiny_model(
-        "mistral",
-        vocab_size=len(tok),
-        layers=2,
-        hidden=64,
-        heads=4,
-        kv_heads=2,
-        max_position=2048,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        seed=0,
+    model = tiny_model_for(
+        tok, "mistral", layers=2, hidden=64, heads=4, kv_heads=2, max_position=2048, seed=0
     )
     return save_model(model, tok, root / "model")
 

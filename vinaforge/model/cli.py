@@ -40,16 +40,16 @@ def tiny(
     from vinaforge.logs import setup_console
     from vinaforge.model.load import ModelLoadError
     from vinaforge.model.stage import load_base_tokenizer
-    from vinaforge.model.tiny import RANDOM_INIT_LABEL, build_tiny_model, save_model
+    from vinaforge.model.tiny import RANDOM_INIT_LABEL, save_model, tiny_model_for
 
     setup_console()
     if arch not in ("mistral", "llama"):
         _fail(ValueError(f"--arch {arch!r}: expected mistral or llama"))
     try:
         tok = load_base_tokenizer(tokenizer)
-        model = build_tiny_model(
+        model = tiny_model_for(
+            tok,
             arch,  # type: ignore[arg-type]
-            vocab_size=len(tok),
             layers=layers,
             hidden=hidden,
             heads=heads,
@@ -57,9 +57,6 @@ def tiny(
             intermediate=intermediate,
             max_position=max_position,
             tie_word_embeddings=tie,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
             seed=seed,
         )
     except (ModelLoadError, ValueError, FileNotFoundError) as err:

@@ -78,14 +78,14 @@ def load_base_tokenizer(name_or_path: str):
 
 def build_or_load(config: Config, base_tok, seed: int):
     from vinaforge.model.load import load_causal_lm
-    from vinaforge.model.tiny import build_tiny_model
+    from vinaforge.model.tiny import tiny_model_for
 
     if config.tiny is None:
         return load_causal_lm(config.base, dtype=config.dtype)
     t = config.tiny
-    return build_tiny_model(
+    return tiny_model_for(
+        base_tok,
         t.arch,
-        vocab_size=len(base_tok),
         layers=t.layers,
         hidden=t.hidden,
         heads=t.heads,
@@ -93,9 +93,6 @@ def build_or_load(config: Config, base_tok, seed: int):
         intermediate=t.intermediate,
         max_position=t.max_position,
         tie_word_embeddings=t.tie_word_embeddings,
-        bos_token_id=base_tok.bos_token_id,
-        eos_token_id=base_tok.eos_token_id,
-        pad_token_id=base_tok.pad_token_id,
         seed=seed,
     )
 

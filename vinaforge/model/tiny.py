@@ -131,6 +131,23 @@ def build_tiny_model(
     return model
 
 
+def tiny_model_for(
+    tokenizer, arch: Literal["mistral", "llama"], layers: int, hidden: int, heads: int, **kwargs: Any
+) -> PreTrainedModel:
+    """:func:`build_tiny_model` sized to ``tokenizer``: its length and its BOS/EOS/PAD ids."""
+    return build_tiny_model(
+        arch,
+        vocab_size=len(tokenizer),
+        layers=layers,
+        hidden=hidden,
+        heads=heads,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **kwargs,
+    )
+
+
 def vinaforge_meta(model_or_path) -> dict:
     """The ``vinaforge`` provenance block of a model's config (empty if it has none)."""
     if isinstance(model_or_path, str | Path):
