@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from vinaforge.model.trainable import LoraSettings
 from vinaforge.stage import StageConfig
@@ -106,26 +106,20 @@ def _check_segments(segments: list[MixtureSegment]) -> list[MixtureSegment]:
     return segments
 
 
+Mixture = Annotated[list[MixtureSegment], BeforeValidator(_as_segments), AfterValidator(_check_segments)]
+"""Weights per source, or a curriculum of segments; a plain ``{source: weight}`` is one segment."""
+
+
 class DataConfig(StageConfig):
     """Where the tokens come from and in which proportions."""
 
     sources: dict[str, SourceConfig] = Field(min_length=1)
-    mixture: list[MixtureSegment] | None = Field(
+    mixture: Mixture | None = Field(
         None, description="weights per source, optionally as a curriculum; default: by token count"
     )
     add_bos: bool = Field(False, description="start every document with BOS (documents always end with EOS)")
     cache_dir: str | None = Field(None, description="where packed token files go (default OUTPUT/packed)")
     tokenize_batch: int = Field(512, gt=0)
-
-    @field_validator("mixture", mode="before")
-    @classmethod
-    def _shorthand(cls, v: Any) -> Any:
-        return _as_segments(v)
-
-    @field_validator("mixture")
-    @classmethod
-    def _ordered(cls, v: list[MixtureSegment] | None) -> list[MixtureSegment] | None:
-        return _check_segments(v) if v is not None else v
 
     @model_validator(mode="after")
     def _known_sources(self) -> DataConfig:
@@ -159,18 +153,8 @@ class PhaseConfig(StageConfig):
     decay_ratio: float = Field(0.2, gt=0.0, le=1.0, description="wsd: fraction of steps spent decaying")
     decay_type: Literal["linear", "cosine", "1-sqrt"] = "1-sqrt"
     weight_decay: float = Field(0.1, ge=0.0)
-    mixture: list[MixtureSegment] | None = Field(None, description="this phase's own weights/curriculum")
+    mixture: Mixture | None = Field(None, description="this phase's own weights/curriculum")
     lora: LoraSettings | None = None
-
-    @field_validator("mixture", mode="before")
-    @classmethod
-    def _shorthand(cls, v: Any) -> Any:
-        return _as_segments(v)
-
-    @field_validator("mixture")
-    @classmethod
-    def _ordered(cls, v: list[MixtureSegment] | None) -> list[MixtureSegment] | None:
-        return _check_segments(v) if v is not None else v
 
     @model_validator(mode="after")
     def _budget(self) -> PhaseConfig:

@@ -66,6 +66,19 @@ class JudgeConfig(StageConfig):
         return value
 
 
+def _transport(cfg: JudgeConfig) -> dict[str, Any]:
+    """Backend settings shared by the answering models and the judge."""
+    return {
+        "device": cfg.device,
+        "dtype": cfg.dtype,
+        "batch_size": cfg.batch_size,
+        "concurrency": cfg.concurrency,
+        "timeout_s": cfg.timeout_s,
+        "max_retries": cfg.max_retries,
+        "backoff_s": cfg.backoff_s,
+    }
+
+
 def run_judge_pipeline(
     cfg: JudgeConfig,
     out_dir: str | Path,
@@ -110,13 +123,7 @@ def run_judge_pipeline(
             "answer",
             answer_settings,
             base_url=cfg.answer_base_url,
-            device=cfg.device,
-            dtype=cfg.dtype,
-            batch_size=cfg.batch_size,
-            concurrency=cfg.concurrency,
-            timeout_s=cfg.timeout_s,
-            max_retries=cfg.max_retries,
-            backoff_s=cfg.backoff_s,
+            **_transport(cfg),
         )
         try:
             generate_answers(
@@ -137,13 +144,7 @@ def run_judge_pipeline(
         "judge",
         GenerationSettings(cfg.judge_max_new_tokens, 0.0, seed=cfg.seed),
         base_url=cfg.judge_base_url,
-        device=cfg.device,
-        dtype=cfg.dtype,
-        batch_size=cfg.batch_size,
-        concurrency=cfg.concurrency,
-        timeout_s=cfg.timeout_s,
-        max_retries=cfg.max_retries,
-        backoff_s=cfg.backoff_s,
+        **_transport(cfg),
     )
     try:
         run_judging(
