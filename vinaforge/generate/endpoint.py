@@ -233,7 +233,13 @@ class EndpointBackend(Backend):
             close = getattr(stream, "close", None)
             if close:
                 close()
-        c = Completion(text, finish or "stop", getattr(usage, "prompt_tokens", 0) or 0,
+        if finish is None:  # the connection closed before the server said the reply was finished
+            c = Completion(text or None, "error", 0, 0, "stream broke: ended without a finish reason (truncated)",
+                           attempts, time.perf_counter() - t0)  # fmt: skip
+            self.usage.add(c)
+            yield StreamEvent("", c)
+            return
+        c = Completion(text, finish, getattr(usage, "prompt_tokens", 0) or 0,
                        getattr(usage, "completion_tokens", 0) or 0, None, attempts, time.perf_counter() - t0)  # fmt: skip
         self.usage.add(c)
         yield StreamEvent("", c)

@@ -1,0 +1,116 @@
+"""GGUF backend: a llama.cpp model in this process through llama-cpp-python (when installed).
+
+What ``vinaforge export`` writes as GGUF runs here with the chat template stored in the file
+(llama-cpp-python reads ``tokenizer.chat_template`` from the GGUF metadata). llama.cpp's context
+is not thread-safe, so calls are serialised with a lock; the server runs them in worker threads.
+
+Hand-written glue over ``llama_cpp.Llama``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from vinaforge.generate.base import (
+    Backend,
+    Completion,
+    GenRequest,
+    RequestLike,
+    SamplingParams,
+    StreamEvent,
+    as_request,
+)
+
+
+class GGUFUnavailable(ImportError):
+    """llama-cpp-python is not installed (``pip install llama-cpp-python``)."""
+
+
+class GGUFBackend(Backend):
+    name = "gguf"
+
+    def __init__(self, path: str | Path, n_ctx: int = 2048, n_threads: int | None = None) -> None:
+        super().__init__()
+        try:
+            import llama_cpp
+        except ImportError as err:
+            raise GGUFUnavailable("the gguf backend needs llama-cpp-python: pip install llama-cpp-python") from err
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such GGUF file")
+        self.path = str(p)
+        self.llm = llama_cpp.Llama(model_path=self.path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        self.context_length = int(self.llm.n_ctx())
+        self._lock = threading.Lock()
+
+    def count_tokens(self, request: RequestLike) -> int:
+        req = as_request(request)
+        text = req.prompt if req.prompt is not None else "\n".join(m["content"] for m in req.messages or [])
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True))
+
+    def _kwargs(self, params: SamplingParams, seed_offset: int = 0) -> dict[str, Any]:
+        kw: dict[str, Any] = {"max_tokens": params.max_new_tokens, "temperature": params.temperature,
+                              "top_p": params.top_p, "top_k": params.top_k or 0, "stop": params.stop or None}  # fmt: skip
+        if params.seed is not None:
+            kw["seed"] = params.seed + seed_offset
+        return kw
+
+    def _call(self, req: GenRequest, params: SamplingParams, stream: bool, seed_offset: int = 0):
+        kw = self._kwargs(params, seed_offset) | {"stream": stream}
+        if req.messages is not None:
+            return self.llm.create_chat_completion(messages=req.messages, **kw)
+        return self.llm.create_completion(prompt=req.prompt, **kw)
+
+    def generate(self, requests: Sequence[RequestLike], params: SamplingParams | None = None) -> list[Completion]:
+        params = params or SamplingParams()
+        out = []
+        for i, item in enumerate(requests):
+            req = as_request(item)
+            for s in range(params.n):
+                t0 = time.perf_counter()
+                try:
+                    with self._lock:
+                        resp = self._call(req, params, False, s)
+                    ch = resp["choices"][0]
+                    text = ch["message"]["content"] if req.messages is not None else ch["text"]
+                    usage = resp.get("usage") or {}
+                    c = Completion(text or "", ch.get("finish_reason") or "stop", usage.get("prompt_tokens", 0),
+                                   usage.get("completion_tokens", 0), None, 1, time.perf_counter() - t0, i, s)  # fmt: skip
+                except Exception as err:  # recorded per item, like every backend
+                    c = Completion(None, "error", 0, 0, f"{type(err).__name__}: {err}", 1, time.perf_counter() - t0, i, s)
+                self.usage.add(c)
+                out.append(c)
+        return out
+
+    def stream(self, request: RequestLike, params: SamplingParams | None = None) -> Iterator[StreamEvent]:
+        params = params or SamplingParams()
+        req = as_request(request)
+        t0, text, finish, n = time.perf_counter(), "", "stop", 0
+        with self._lock:
+            chunks = self._call(req, params, True)
+            try:
+                for chunk in chunks:
+                    ch = chunk["choices"][0]
+                    delta = (ch.get("delta") or {}).get("content") if req.messages is not None else ch.get("text")
+                    if delta:
+                        n += 1
+                        text += delta
+                        yield StreamEvent(delta)
+                    finish = ch.get("finish_reason") or finish
+            finally:
+                close = getattr(chunks, "close", None)
+                if close:
+                    close()
+        c = Completion(text, finish, self.count_tokens(req), n, None, 1, time.perf_counter() - t0)
+        self.usage.add(c)
+        yield StreamEvent("", c)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "gguf", "model": self.path, "context": self.context_length}
+
+    def close(self) -> None:
+        self.llm = None
