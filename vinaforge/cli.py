@@ -22,7 +22,9 @@ GROUPS: dict[str, tuple[str, str]] = {
     "tokenizer": ("vinaforge.tokenizer.cli", "Tokenizer training, extension and fertility."),
     "model": ("vinaforge.model.cli", "Tiny models and embedding surgery."),
     "train": ("vinaforge.train.cli", "Continued pretraining and fine-tuning."),
+    "tune": ("vinaforge.tune.cli", "Instruction tuning and preference alignment: sft, dpo, orpo, kto, self-preference."),
     "merge": ("vinaforge.merge.cli", "Merge models and adapters."),
+    "export": ("vinaforge.export.cli", "Export to HF folders, GGUF (llama.cpp) and Ollama, verified."),
     "eval": ("vinaforge.eval.cli", "Benchmarks, bits per byte, translation, LLM-as-judge."),
     "serve": ("vinaforge.serve.cli", "OpenAI-compatible API and web chat."),
     "chat": ("vinaforge.serve.chat_cli", "Terminal chat."),
@@ -52,9 +54,42 @@ def _mount_groups() -> None:
         app.add_typer(module.app, name=name, help=help_text)
 
 
+PLUGIN_GROUP = "vinaforge.cli_plugins"
+
+
+def _mount_plugins() -> None:
+    """Mount typer apps that other installed packages register under ``vinaforge.cli_plugins``.
+
+    Deployables beside the library (``apps/collect``) add commands this way; vinaforge never
+    imports them by name. A plugin that fails to load is reported and skipped.
+    """
+    from importlib.metadata import entry_points
+
+    taken = {g.name for g in app.registered_groups} | set(GROUPS)
+    for ep in entry_points(group=PLUGIN_GROUP):
+        if ep.name in taken:
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as err:  # a broken plugin must not break the whole CLI
+            logging.getLogger("vinaforge").warning("CLI plugin %s (%s) not loaded: %s", ep.name, ep.value, err)
+            continue
+        app.add_typer(plugin, name=ep.name)
+
+
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a key: STAGE.KEY=VALUE (repeatable)."),
+]
+
+
+AllowModuleOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-module",
+        help="Let `kind:` name this module of your own (repeatable). A recipe with such modules is code: "
+        "only allow modules you trust.",
+    ),
 ]
 
 
@@ -69,20 +104,22 @@ def run(
     run_dir: Annotated[
         Path | None, typer.Option(help="Parent folder of runs (default: the recipe's run_dir).")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Re-hash reused outputs (size/mtime are always checked).")
+    ] = False,
+    allow_module: AllowModuleOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and full tracebacks.")] = False,
 ) -> None:
     """Run a recipe: every stage in order, reusing those whose config and inputs are unchanged."""
-    from rich.console import Console
-
-    from vinaforge.logs import fail, setup_console
+    from vinaforge.logs import console, fail, setup_console
     from vinaforge.recipe import RecipeError, load_recipe
-    from vinaforge.runner import StageFailed, run_recipe
+    from vinaforge.runner import RunLocked, StageFailed, run_recipe
 
     setup_console(logging.DEBUG if verbose else logging.INFO)
     try:
-        rec = load_recipe(recipe, set_)
-        out = run_recipe(rec, from_stage=from_stage, only=only, run_root=run_dir)
-    except RecipeError as err:
+        rec = load_recipe(recipe, set_, allow_modules=tuple(allow_module or ()))
+        out = run_recipe(rec, from_stage=from_stage, only=only, run_root=run_dir, verify=verify)
+    except (RecipeError, RunLocked) as err:
         fail(str(err))
         return
     except StageFailed as err:
@@ -93,13 +130,18 @@ def run(
     except KeyboardInterrupt:
         fail("interrupted; run again to resume", code=130)
         return
-    Console(stderr=True).print(f"[green]done:[/] report card at {out / 'report.md'}")
+    console().print(f"[green]done:[/] report card at {out / 'report.md'}", highlight=False)
 
 
 @recipe_app.command("check")
 def recipe_check(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     set_: SetOpt = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="Parent folder of runs: paths inside finished stages there are checked too."),
+    ] = None,
+    allow_module: AllowModuleOpt = None,
 ) -> None:
     """Validate a recipe (keys, types, files, stage references) and list its stages."""
     from rich.console import Console
@@ -107,9 +149,11 @@ def recipe_check(
 
     from vinaforge.logs import fail
     from vinaforge.recipe import RecipeError, load_recipe
+    from vinaforge.runner import check_recipe_inputs
 
     try:
-        rec = load_recipe(recipe, set_)
+        rec = load_recipe(recipe, set_, allow_modules=tuple(allow_module or ()))
+        check_recipe_inputs(rec, run_dir)
     except RecipeError as err:
         fail(str(err))
         return
@@ -119,7 +163,7 @@ def recipe_check(
     for s in rec.stages:
         table.add_row(s.name, s.kind, ", ".join(f"@{r}" for r in s.refs), s.config_hash()[:12])
     Console().print(table)
-    Console().print(f"[green]ok:[/] {len(rec.stages)} stages, runs in {rec.run_dir / rec.name}")
+    Console().print(f"[green]ok:[/] {len(rec.stages)} stages, runs in {(run_dir or rec.run_dir) / rec.name}")
 
 
 @app.command()
@@ -129,6 +173,7 @@ def version() -> None:
 
 
 _mount_groups()
+_mount_plugins()
 
 
 def main() -> None:

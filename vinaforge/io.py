@@ -14,6 +14,7 @@ import io
 import json
 import os
 import shutil
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,30 @@ def sha256_path(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def stat_fingerprint(paths: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``path -> hash of (file name, size, mtime)`` for each existing path (files, folders, globs).
+
+    Cheap enough to take on every start of a long job; a copy or a rebuild of an input changes
+    it, which errs on the side of redoing work rather than resuming from something else.
+    """
+    out: dict[str, str] = {}
+    for pattern in dict.fromkeys(str(p) for p in paths):
+        p = Path(pattern)
+        files = (
+            [p] if p.is_file()
+            else sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir()
+            else sorted(Path(m) for m in glob.glob(pattern, recursive=True) if Path(m).is_file())
+        )  # fmt: skip
+        if not files:
+            continue
+        h = hashlib.sha256()
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        out[pattern] = h.hexdigest()
+    return out
+
+
 def expand_inputs(
     patterns: list[str] | tuple[str, ...] | str, suffixes: tuple[str, ...] = TEXT_SUFFIXES
 ) -> list[Path]:
@@ -111,55 +136,77 @@ def open_text(path: str | os.PathLike) -> io.TextIOBase:
     return open(p, encoding="utf-8", errors="replace")
 
 
+def _damaged(p: Path, err: Exception, error: type[Exception]) -> Exception:
+    kind = "gzip file" if p.name.endswith(".gz") else "file"
+    return error(f"{p}: truncated or damaged {kind} ({err or type(err).__name__})")
+
+
+_READ_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
 def iter_jsonl(
     path: str | os.PathLike, error: type[Exception] = ValueError
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, record)`` for each non-blank line of a JSONL(.gz) file.
 
-    A line that is not a JSON object raises ``error`` naming the file and line, so every
-    reader of JSONL in the project reports bad input the same way.
+    A line that is not a JSON object, or a truncated ``.gz`` file, raises ``error`` naming the
+    file (and line), so every reader of JSONL in the project reports bad input the same way.
     """
     p = Path(path)
-    with open_text(p) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise error(f"{p}:{lineno}: not valid JSON ({err.msg})") from err
-            if not isinstance(rec, dict):
-                raise error(f"{p}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            yield lineno, rec
+    try:
+        with open_text(p) as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise error(f"{p}:{lineno}: not valid JSON ({err.msg})") from err
+                if not isinstance(rec, dict):
+                    raise error(f"{p}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+                yield lineno, rec
+    except _READ_ERRORS as err:
+        raise _damaged(p, err, error) from err
 
 
-def iter_texts(path: str | os.PathLike, field: str = "text") -> Iterator[str]:
+def iter_texts(
+    path: str | os.PathLike, field: str = "text", error: type[Exception] = ValueError
+) -> Iterator[str]:
     """Texts of one file: plain text (one per line), JSONL(.gz) ``field``, CoNLL-U ``# text =``.
 
-    A JSONL line that is not valid JSON or lacks ``field`` raises ``ValueError`` naming the file
-    and line: silently skipping it would bias every figure computed on the file.
+    A JSONL line that is not valid JSON or lacks ``field``, or a truncated ``.gz`` file, raises
+    ``error`` naming the file and line: silently skipping it would bias every figure computed
+    on the file.
     """
     p = Path(path)
     name = p.name
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        table = pq.read_table(p, columns=[field])
+        try:
+            table = pq.read_table(p)
+        except (OSError, ValueError) as err:
+            raise _damaged(p, err, error) from err
+        if field not in table.column_names:
+            raise error(f"{p}: no column {field!r} (columns: {', '.join(table.column_names)})")
         yield from (t for t in table.column(field).to_pylist() if t is not None)
         return
     if name.endswith((".jsonl", ".jsonl.gz", ".json")):
-        for lineno, rec in iter_jsonl(p):
+        for lineno, rec in iter_jsonl(p, error):
             if field not in rec:
-                raise ValueError(f"{p}:{lineno}: record has no field {field!r}")
+                raise error(f"{p}:{lineno}: record has no field {field!r} (fields: {', '.join(rec)})")
             yield str(rec[field])
         return
-    with open_text(p) as fh:
-        if name.endswith(".conllu"):
-            for line in fh:
-                if line.startswith("# text = "):
-                    yield line[len("# text = ") :].rstrip("\n")
-        else:
-            for line in fh:
-                line = line.rstrip("\n")
-                if line:
-                    yield line
+    try:
+        with open_text(p) as fh:
+            if name.endswith(".conllu"):
+                for line in fh:
+                    if line.startswith("# text = "):
+                        yield line[len("# text = ") :].rstrip("\n")
+            else:
+                for line in fh:
+                    line = line.rstrip("\n")
+                    if line:
+                        yield line
+    except _READ_ERRORS as err:
+        raise _damaged(p, err, error) from err

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +21,11 @@ from pydantic import AfterValidator, BaseModel, ValidationError
 from vinaforge.stage import StageConfig, load_stage_module
 
 RECIPE_KEYS = {"name", "run_dir", "seed", "description", "stages"}
+
+# Stage names become folder names and ``--set STAGE.key`` prefixes; recipe names become the run
+# folder. Both are plain identifiers, so neither can climb out of the run directory.
+STAGE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+RECIPE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 class RecipeError(ValueError):
@@ -36,7 +42,7 @@ def _check_input_path(value: str) -> str:
 
 def _check_input_paths(values: list[str]) -> list[str]:
     for v in values:
-        if isinstance(v, str) and not v.startswith("@") and not any(c in v for c in "*?["):
+        if isinstance(v, str) and not v.startswith(("@", "hf:")) and not any(c in v for c in "*?["):
             _check_input_path(v)
     return values
 
@@ -45,7 +51,9 @@ InputPath = Annotated[str, AfterValidator(_check_input_path)]
 """A path that must exist when the config is validated, or an ``@stage/...`` reference."""
 
 InputPaths = Annotated[list[str], AfterValidator(_check_input_paths)]
-"""Files, folders or globs that must exist (globs are checked when expanded), or references."""
+"""Files, folders or globs that must exist (globs are checked when expanded), references, or
+``hf:`` dataset ids. Use these types for every input of a stage Config, at any depth: they make
+``recipe check`` catch a missing file before anything runs."""
 
 
 # ----------------------------------------------------------------------------- YAML + lines
@@ -70,7 +78,14 @@ def load_yaml(path: str | Path) -> tuple[dict, dict[tuple, int]]:
     p = Path(path)
     if not p.is_file():
         raise RecipeError(f"{p}: file not found")
-    text = p.read_text(encoding="utf-8")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise RecipeError(
+            f"{p}:{line}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start}); save the file as UTF-8"
+        ) from None
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -218,6 +233,7 @@ class Recipe:
     seed: int
     stages: list[StageSpec]
     raw: dict
+    lines: dict[tuple, int] = field(default_factory=dict)
 
     def stage(self, name: str) -> StageSpec:
         for s in self.stages:
@@ -229,17 +245,37 @@ class Recipe:
 
 
 def _stage_refs(value: Any) -> list[str]:
+    return [text[1:].split("/", 1)[0] for _, text in iter_refs(value)]
+
+
+def iter_refs(value: Any, key: tuple = ()) -> list[tuple[tuple, str]]:
+    """``(key path, "@stage/...")`` for every stage reference in a config, at any depth."""
     if isinstance(value, str) and value.startswith("@"):
-        return [value[1:].split("/", 1)[0]]
+        return [(key, value)]
     if isinstance(value, dict):
-        return [r for v in value.values() for r in _stage_refs(v)]
-    if isinstance(value, list):
-        return [r for v in value for r in _stage_refs(v)]
+        return [r for k, v in value.items() for r in iter_refs(v, (*key, k))]
+    if isinstance(value, list | tuple):
+        return [r for i, v in enumerate(value) for r in iter_refs(v, (*key, i))]
     return []
 
 
-def load_recipe(path: str | Path, sets: list[str] | None = None) -> Recipe:
-    """Read, override and validate a whole recipe; nothing runs until all of it is valid."""
+def _check_name(kind: str, name: Any, pattern: re.Pattern, where: str) -> str:
+    if not isinstance(name, str) or not pattern.match(name):
+        raise RecipeError(
+            f"{where}: {kind} name {name!r} is not an identifier: use letters, digits, '_' and '-' "
+            "(no '/', '..' or leading '.'), as it becomes a folder name"
+        )
+    return name
+
+
+def load_recipe(
+    path: str | Path, sets: list[str] | None = None, allow_modules: list[str] | tuple[str, ...] = ()
+) -> Recipe:
+    """Read, override and validate a whole recipe; nothing runs until all of it is valid.
+
+    ``kind:`` resolves to a registered stage kind, or to a module named in ``allow_modules``
+    (the command line's ``--allow-module``): a recipe never imports code on its own.
+    """
     p = Path(path)
     data, lines = load_yaml(p)
     apply_sets_recipe(data, sets)
@@ -249,36 +285,47 @@ def load_recipe(path: str | Path, sets: list[str] | None = None) -> Recipe:
         raise RecipeError(
             f"{p}:{lines.get((key,), '?')}: {key}: unknown key; expected one of: {', '.join(sorted(RECIPE_KEYS))}"
         )
+    name = _check_name("recipe", data.get("name") or p.stem, RECIPE_NAME_RE, f"{p}:{lines.get(('name',), 1)}")
     stages_raw = data.get("stages")
     if not isinstance(stages_raw, dict) or not stages_raw:
         raise RecipeError(f"{p}: stages: expected a mapping of stage name -> settings, in run order")
     specs: list[StageSpec] = []
     errors: list[str] = []
     seen: set[str] = set()
-    for name, cfg in stages_raw.items():
-        cfg = dict(cfg or {})
-        kind = cfg.pop("kind", name)
-        line = lines.get(("stages", name), "?")
+    for stage_name, cfg in stages_raw.items():
+        line = lines.get(("stages", stage_name), "?")
         try:
-            module = load_stage_module(kind)
+            _check_name("stage", stage_name, STAGE_NAME_RE, f"{p}:{line}: stages.{stage_name}")
+        except RecipeError as err:
+            errors.append(str(err))
+            continue
+        if cfg is not None and not isinstance(cfg, dict):
+            errors.append(f"{p}:{line}: stages.{stage_name}: expected a mapping of settings")
+            continue
+        cfg = dict(cfg or {})
+        kind = cfg.pop("kind", stage_name)
+        try:
+            module = load_stage_module(kind, allow_modules)
         except (KeyError, ImportError) as err:
-            errors.append(f"{p}:{line}: stages.{name}.kind: {err.args[0] if err.args else err}")
-            seen.add(name)
+            errors.append(f"{p}:{line}: stages.{stage_name}.kind: {err.args[0] if err.args else err}")
+            seen.add(stage_name)
             continue
         refs = _stage_refs(cfg)
         for ref in refs:
             if ref not in seen:
                 errors.append(
-                    f"{p}:{line}: stages.{name}: refers to @{ref}, which is not an earlier stage of this recipe"
+                    f"{p}:{line}: stages.{stage_name}: refers to @{ref}, which is not an earlier stage of this recipe"
                 )
         try:
-            config = validate_config(module.Config, cfg, str(p), ("stages", name), lines)
+            config = validate_config(module.Config, cfg, str(p), ("stages", stage_name), lines)
         except RecipeError as err:
             errors.append(str(err).removeprefix("invalid config:\n  "))
-            seen.add(name)
+            seen.add(stage_name)
             continue
-        specs.append(StageSpec(name=name, kind=kind, config=config, module=module, refs=sorted(set(refs))))
-        seen.add(name)
+        specs.append(
+            StageSpec(name=stage_name, kind=kind, config=config, module=module, refs=sorted(set(refs)))
+        )
+        seen.add(stage_name)
     if errors:
         raise RecipeError(f"{p}: invalid recipe:\n  " + "\n  ".join(errors))
     try:
@@ -287,12 +334,66 @@ def load_recipe(path: str | Path, sets: list[str] | None = None) -> Recipe:
         raise RecipeError(f"{p}:{lines.get(('seed',), '?')}: seed: expected an integer") from None
     return Recipe(
         path=p,
-        name=str(data.get("name") or p.stem),
+        name=name,
         run_dir=Path(data.get("run_dir", "runs")),
         seed=seed,
         stages=specs,
         raw=data,
+        lines=lines,
     )
+
+
+def ref_targets(spec: StageSpec, stage_dirs: dict[str, Path]) -> list[tuple[str, str, Path]]:
+    """``(key path, "@stage/...", path)`` for every stage reference in the stage's config."""
+    data = spec.config.model_dump(mode="python")
+    found: list[tuple[str, str, Path]] = []
+    for key, ref in iter_refs(data):
+        stage, _, rest = ref[1:].partition("/")
+        where = f"stages.{spec.name}.{_dotted(key)}"
+        if stage not in stage_dirs:
+            raise RecipeError(f"{where}: {ref} names no earlier stage")
+        found.append((where, ref, stage_dirs[stage] / rest if rest else stage_dirs[stage]))
+    return found
+
+
+def resolved_config(spec: StageSpec, stage_dirs: dict[str, Path]) -> StageConfig:
+    """The stage's config with every ``@stage/...`` replaced by the path it names, at any depth.
+
+    The run engine hands stages this config, so no stage resolves anything itself. The config
+    hash is always taken on the unresolved config: where the run folder lives does not change
+    what a stage computes.
+    """
+    return resolve_refs(spec.config, stage_dirs, f"stage {spec.name!r}", ("stages", spec.name))
+
+
+def resolve_refs(
+    config: StageConfig, stage_dirs: dict[str, Path], source: str = "config", prefix: tuple = ()
+) -> StageConfig:
+    """``config`` with each ``@stage/rest`` string, at any depth, replaced by ``stage_dirs[stage]/rest``.
+
+    Also for code that calls a stage's ``run`` itself (tests, tools), as the engine would.
+    """
+    data = config.model_dump(mode="python")
+    refs = iter_refs(data)
+    if not refs:
+        return config
+    for key, ref in refs:
+        stage, _, rest = ref[1:].partition("/")
+        if stage not in stage_dirs:
+            raise RecipeError(f"{source}: {_dotted(key)}: {ref} names no stage given")
+        _set_at(data, key, str(stage_dirs[stage] / rest if rest else stage_dirs[stage]))
+    return validate_config(type(config), data, source, prefix)
+
+
+def _dotted(key: tuple) -> str:
+    return ".".join(str(k) for k in key)
+
+
+def _set_at(data: Any, key: tuple, value: Any) -> None:
+    node = data
+    for part in key[:-1]:
+        node = node[part]
+    node[key[-1]] = value
 
 
 def apply_sets_recipe(data: dict, sets: list[str] | None) -> dict:

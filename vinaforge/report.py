@@ -1,7 +1,7 @@
 """The run's report card (``runs/<name>/report.md``), in the spirit of nanochat's report.
 
 Each stage writes its own section; the card stitches them in recipe order, with a header
-about the run and a closing summary table. Hand-written: a few dozen lines of Markdown.
+about the run and a closing summary table. Credentials in URLs are masked before writing. Hand-written: a few dozen lines of Markdown.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from vinaforge import __version__
 from vinaforge.io import atomic_write_text
+from vinaforge.redact import redact_text
 
 
 def _git_commit() -> str:
@@ -79,4 +80,4 @@ def write_report(run_dir: Path, recipe_name: str, sections: list[tuple[str, str,
             f"| {n} | {k} | {'reused' if s else 'ran'} | {'' if wall is None else f'{wall:.1f}'} |"
         )
     text = "\n".join(head) + "\n" + "\n".join(body) + "\n" + "\n".join(summary) + "\n"
-    return atomic_write_text(run_dir / "report.md", text)
+    return atomic_write_text(run_dir / "report.md", redact_text(text))

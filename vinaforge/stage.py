@@ -5,6 +5,10 @@ A stage kind is a module that exposes:
 - ``Config``: a pydantic model (subclass :class:`StageConfig`) of the stage's settings;
 - ``run(config, ctx) -> StageResult``: does the work, writing only under ``ctx.work_dir``.
 
+The engine resolves every input before a stage runs: each ``@stage/...`` reference, at any depth
+of the config (lists, nested mappings), becomes the path it names, and is checked to exist. A
+stage receives plain paths in its ``config`` and never resolves anything itself.
+
 The engine owns atomicity: a stage writes into ``ctx.work_dir`` (a ``.partial`` folder),
 and only after ``run`` returns does the engine rename it to the final stage folder and record
 it in the manifest. A stage that can resume (``RESUMABLE = True`` in its module) finds its own
@@ -32,7 +36,21 @@ STAGE_KINDS: dict[str, str] = {
     "tokenizer": "vinaforge.tokenizer.stage",
     "model": "vinaforge.model.stage",
     "cpt": "vinaforge.train.stage",
+    "translate": "vinaforge.factory.translate",
+    "synth": "vinaforge.factory.synth",
+    "decontaminate": "vinaforge.factory.decontaminate",
+    "sft": "vinaforge.tune.sft",
+    "dpo": "vinaforge.tune.dpo",
+    "orpo": "vinaforge.tune.orpo",
+    "kto": "vinaforge.tune.kto",
+    "self_preference": "vinaforge.tune.self_preference",
     "eval": "vinaforge.eval.stage",
+    "judge": "vinaforge.eval.judge.stage",
+    "reward": "vinaforge.tune.reward",
+    "rl": "vinaforge.tune.rl",
+    "loop": "vinaforge.loop.stage",
+    "merge": "vinaforge.merge.stage",
+    "export": "vinaforge.export.stage",
 }
 
 
@@ -77,6 +95,9 @@ class StageContext:
     upstream: dict[str, Path]
     log: logging.Logger
     seed: int = 0
+    inputs: list[dict] = field(default_factory=list)
+    """The stage's inputs with their content hashes (``{"path", "sha256"}``), as the engine
+    recorded them; a stage that keeps its own resumable state (checkpoints) records them too."""
 
     def upstream_dir(self, stage: str) -> Path:
         try:
@@ -87,7 +108,11 @@ class StageContext:
             ) from err
 
     def resolve(self, value: str | Path) -> Path:
-        """Turn ``@stage/sub/path`` into a path inside that stage's folder; plain paths pass through."""
+        """Turn ``@stage/sub/path`` into a path inside that stage's folder; plain paths pass through.
+
+        Stages no longer need this (their config arrives resolved); it stays for tools that
+        build a context by hand.
+        """
         text = str(value)
         if not text.startswith("@"):
             return Path(text)
@@ -99,19 +124,29 @@ class StageContext:
         return [self.resolve(v) for v in values]
 
 
-def load_stage_module(kind: str) -> ModuleType:
-    """Import a stage kind: a registered name, or a dotted module path for a user's own stage."""
+def load_stage_module(kind: str, allow_modules: list[str] | tuple[str, ...] = ()) -> ModuleType:
+    """Import a stage kind: a registered name, or a module the user allowed by name.
+
+    A recipe is data; a recipe that names its own modules is code. Nothing outside
+    ``STAGE_KINDS`` is imported unless the command line names it (``--allow-module``), so
+    checking an untrusted recipe never runs its top-level code.
+    """
+    if not isinstance(kind, str) or not kind:
+        raise KeyError(f"stage kind must be a name, got {kind!r}")
     if kind in STAGE_KINDS:
         return importlib.import_module(STAGE_KINDS[kind])
+    known = ", ".join(sorted(STAGE_KINDS))
+    if kind not in allow_modules:
+        raise KeyError(
+            f"unknown stage kind {kind!r}; known kinds: {known} "
+            f"(a module of your own runs only with --allow-module {kind})"
+        )
     try:
         module = importlib.import_module(kind)
     except ModuleNotFoundError as err:
         if err.name != kind.split(".")[0] and err.name != kind:
             raise
-        known = ", ".join(sorted(STAGE_KINDS))
-        raise KeyError(
-            f"unknown stage kind {kind!r}; known kinds: {known} (or an importable module)"
-        ) from None
+        raise KeyError(f"stage module {kind!r} (allowed with --allow-module) cannot be imported") from None
     if not (hasattr(module, "Config") and hasattr(module, "run")):
         raise KeyError(f"module {kind!r} is not a stage: it needs a `Config` model and a `run` function")
     return module

@@ -10,6 +10,10 @@ from vinaforge.recipe import RecipeError, apply_sets, load_recipe, load_stage_co
 TOY = "toy_stages"
 
 
+def load_toy(path, sets=None):
+    return load_recipe(path, sets, allow_modules=(TOY,))
+
+
 def write(tmp_path: Path, body: str) -> Path:
     p = tmp_path / "r.yaml"
     p.write_text(textwrap.dedent(body))
@@ -26,7 +30,7 @@ def test_valid_recipe_and_refs(tmp_path):
           second: {{kind: {TOY}, source: "@first"}}
         """,
     )
-    rec = load_recipe(p)
+    rec = load_toy(p)
     assert [s.name for s in rec.stages] == ["first", "second"]
     assert rec.stages[1].refs == ["first"]
 
@@ -43,7 +47,7 @@ def test_unknown_key_names_file_line_and_key(tmp_path):
         """,
     )
     with pytest.raises(RecipeError) as err:
-        load_recipe(p)
+        load_toy(p)
     msg = str(err.value)
     assert f"{p}:5: stages.first.txet: unknown key" in msg
     assert "text" in msg  # lists what was expected
@@ -58,7 +62,7 @@ def test_wrong_type_and_missing_file(tmp_path):
         """,
     )
     with pytest.raises(RecipeError) as err:
-        load_recipe(p)
+        load_toy(p)
     msg = str(err.value)
     assert "stages.first.repeat" in msg and "integer" in msg and "'many'" in msg
     assert "stages.first.source" in msg and "not found" in msg
@@ -74,25 +78,25 @@ def test_reference_to_later_stage_is_an_error(tmp_path):
         """,
     )
     with pytest.raises(RecipeError, match="not an earlier stage"):
-        load_recipe(p)
+        load_toy(p)
 
 
 def test_unknown_kind(tmp_path):
     p = write(tmp_path, "stages:\n  first: {kind: nonsense}\n")
     with pytest.raises(RecipeError, match="unknown stage kind 'nonsense'"):
-        load_recipe(p)
+        load_toy(p)
 
 
 def test_set_overrides(tmp_path):
     p = write(tmp_path, f"stages:\n  first: {{kind: {TOY}, repeat: 1}}\n")
-    rec = load_recipe(p, ["first.repeat=3", "first.text=chào bạn", "name=other"])
+    rec = load_toy(p, ["first.repeat=3", "first.text=chào bạn", "name=other"])
     assert rec.stages[0].config.repeat == 3
     assert rec.stages[0].config.text == "chào bạn"
     assert rec.name == "other"
     with pytest.raises(RecipeError, match="neither a stage"):
-        load_recipe(p, ["nostage.x=1"])
+        load_toy(p, ["nostage.x=1"])
     with pytest.raises(RecipeError, match="integer"):
-        load_recipe(p, ["first.repeat=abc"])
+        load_toy(p, ["first.repeat=abc"])
 
 
 def test_parse_set_and_lists():

@@ -17,6 +17,10 @@ from vinaforge.runner import StageFailed, run_recipe
 HERE = Path(__file__).parent
 
 
+def load_toy(path, sets=None):
+    return load_recipe(path, sets, allow_modules=("toy_stages",))
+
+
 def recipe_file(tmp_path: Path, repeat: int = 2, sleep: float = 0.0) -> Path:
     p = tmp_path / "toy.yaml"
     p.write_text(
@@ -31,7 +35,7 @@ def recipe_file(tmp_path: Path, repeat: int = 2, sleep: float = 0.0) -> Path:
 
 
 def test_run_writes_manifest_report_and_skips_unchanged(tmp_path):
-    rec = load_recipe(recipe_file(tmp_path))
+    rec = load_toy(recipe_file(tmp_path))
     run_dir = run_recipe(rec, run_root=tmp_path / "runs")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     first = manifest["stages"]["first"]
@@ -44,17 +48,17 @@ def test_run_writes_manifest_report_and_skips_unchanged(tmp_path):
     assert "## first" in report and "## second" in report and "## Summary" in report
 
     stamp = (run_dir / "second" / "out.txt").stat().st_mtime_ns
-    run_recipe(load_recipe(recipe_file(tmp_path)), run_root=tmp_path / "runs")
+    run_recipe(load_toy(recipe_file(tmp_path)), run_root=tmp_path / "runs")
     assert (run_dir / "second" / "out.txt").stat().st_mtime_ns == stamp  # reused
     assert "reused" in (run_dir / "report.md").read_text()
 
     # a changed config re-runs that stage, and the stage downstream of it
-    run_recipe(load_recipe(recipe_file(tmp_path), ["first.repeat=3"]), run_root=tmp_path / "runs")
+    run_recipe(load_toy(recipe_file(tmp_path), ["first.repeat=3"]), run_root=tmp_path / "runs")
     assert (run_dir / "second" / "out.txt").read_text() == "xin chào " * 6
 
 
 def test_from_and_only_force_reruns(tmp_path):
-    rec = load_recipe(recipe_file(tmp_path))
+    rec = load_toy(recipe_file(tmp_path))
     run_dir = run_recipe(rec, run_root=tmp_path / "runs")
     t_first = (run_dir / "first" / "result.json").stat().st_mtime_ns
     t_second = (run_dir / "second" / "result.json").stat().st_mtime_ns
@@ -66,10 +70,10 @@ def test_from_and_only_force_reruns(tmp_path):
 
 
 def test_failed_stage_is_never_taken_for_done(tmp_path):
-    rec = load_recipe(recipe_file(tmp_path))
+    rec = load_toy(recipe_file(tmp_path))
     run_dir = tmp_path / "runs" / "toy"
-    rec.stages[1].config.__dict__["repeat"] = "boom"  # a run-time failure inside the stage
-    with pytest.raises(StageFailed, match="stage 'second' failed: TypeError") as err:
+    rec.stages[1].config.__dict__["sleep_s"] = -1.0  # a run-time failure inside the stage
+    with pytest.raises(StageFailed, match="stage 'second' failed: ValueError") as err:
         run_recipe(rec, run_root=tmp_path / "runs")
     assert "Traceback" in err.value.log_path.read_text()  # the full story is in the log
     assert (run_dir / "first" / "result.json").is_file()
@@ -81,7 +85,17 @@ def test_failed_stage_is_never_taken_for_done(tmp_path):
 def test_kill_9_mid_stage_then_resume(tmp_path):
     recipe = recipe_file(tmp_path, repeat=30, sleep=0.1)
     env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    cmd = [sys.executable, "-m", "vinaforge", "run", str(recipe), "--run-dir", str(tmp_path / "runs")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vinaforge",
+        "run",
+        str(recipe),
+        "--allow-module",
+        "toy_stages",
+        "--run-dir",
+        str(tmp_path / "runs"),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     partial = tmp_path / "runs" / "toy" / ".first.partial" / "parts"
     deadline = time.time() + 60
@@ -105,7 +119,7 @@ def test_cli_recipe_check_reports_errors(tmp_path):
     bad.write_text("stages:\n  first: {kind: toy_stages, repeat: x}\n")
     env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     out = subprocess.run(
-        [sys.executable, "-m", "vinaforge", "recipe", "check", str(bad)],
+        [sys.executable, "-m", "vinaforge", "recipe", "check", str(bad), "--allow-module", "toy_stages"],
         env=env,
         capture_output=True,
         text=True,
@@ -114,7 +128,7 @@ def test_cli_recipe_check_reports_errors(tmp_path):
     assert "stages.first.repeat" in out.stderr and "Traceback" not in out.stderr
     good = recipe_file(tmp_path)
     out = subprocess.run(
-        [sys.executable, "-m", "vinaforge", "recipe", "check", str(good)],
+        [sys.executable, "-m", "vinaforge", "recipe", "check", str(good), "--allow-module", "toy_stages"],
         env=env,
         capture_output=True,
         text=True,

@@ -130,14 +130,16 @@ def test_translate_command_scores_its_own_output(tiny_model_dir, repo_root, tmp_
 
 
 def test_translation_resumes_from_finished_hypotheses(tiny_model_dir, repo_root, tmp_path):
-    from vinaforge.model.load import load_causal_lm, load_tokenizer
+    from vinaforge.generate import SamplingParams
+    from vinaforge.generate.local import LocalBackend
 
     pairs = translate.read_pairs(repo_root / "examples" / "parallel" / "en_vi.jsonl")[:4]
     (tmp_path / "en-vi.partial.jsonl").write_text(
         '{"i": 0, "hyp": "đã dịch"}\n{"i": 2, "hyp": "cũng đã dịch"}\n{"i": 3, "hy', encoding="utf-8"
     )
-    model, tok = load_causal_lm(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
-    translate.translate_pairs(model, tok, pairs, "en-vi", tmp_path, max_new_tokens=4)
+    backend = LocalBackend(str(tiny_model_dir))
+    translate.translate_pairs(backend, pairs, "en-vi", tmp_path, params=SamplingParams(max_new_tokens=4))
     rows = [json.loads(line) for line in (tmp_path / "en-vi.hyps.jsonl").read_text().splitlines()]
     assert rows[0]["hypothesis"] == "đã dịch" and rows[2]["hypothesis"] == "cũng đã dịch"
     assert len(rows) == 4
+    assert backend.usage.requests == 2  # only sentences 1 and 3 (its line was cut) were translated

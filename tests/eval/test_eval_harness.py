@@ -27,7 +27,7 @@ def test_every_task_runs_on_a_tiny_model(tiny_model_dir, fixtures_dir, tmp_path)
         for split, m in res[bench].items():
             if "submission" in m:
                 continue
-            keys = ("mc1", "mc2") if bench == "truthfulqa_vi" else ("acc", "acc_norm")
+            keys = ("mc1", "mc2") if bench == "truthfulqa_vi" else ("acc", "acc_norm", "acc_bytes")
             for key in keys:
                 assert 0.0 <= m[key] <= 1.0
                 assert m[f"{key}_stderr"] >= 0.0
@@ -135,7 +135,7 @@ def test_same_numbers_as_plain_lm_eval(tiny_model_dir, benchmarks_dir, tmp_path)
         "--include_path",
         str(TASKS_DIR),
         "--tasks",
-        "arc_vi,vmlu_dev",
+        "vf_arc_vi,vf_vmlu_dev",
         "--limit",
         str(limit),
         "--device",
@@ -152,6 +152,6 @@ def test_same_numbers_as_plain_lm_eval(tiny_model_dir, benchmarks_dir, tmp_path)
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
     results_file = next(out.rglob("results_*.json"))
     theirs = json.loads(results_file.read_text())["results"]
-    for task, bench, split in (("arc_vi", "arc_vi", "test"), ("vmlu_dev", "vmlu", "dev")):
-        for key in ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr"):
+    for task, bench, split in (("vf_arc_vi", "arc_vi", "test"), ("vf_vmlu_dev", "vmlu", "dev")):
+        for key in ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "acc_bytes", "acc_bytes_stderr"):
             assert ours[bench][split][key] == theirs[task][f"{key},none"], (task, key)

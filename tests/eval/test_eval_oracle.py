@@ -20,7 +20,7 @@ def test_gold_answers_score_100_percent_on_every_task(oracle_lm, fixtures_dir, t
     assert len(labeled) == 9  # vmlu dev + valid, then one split for each other benchmark
     for bench, split in labeled:
         m = res[bench][split]
-        keys = ("mc1", "mc2") if bench == "truthfulqa_vi" else ("acc", "acc_norm")
+        keys = ("mc1", "mc2") if bench == "truthfulqa_vi" else ("acc", "acc_norm", "acc_bytes")
         for key in keys:
             assert m[key] == pytest.approx(1.0), (bench, split, key, m)
             assert f"{key}_stderr" in m

@@ -1,8 +1,9 @@
-"""The OpenAI-compatible judge path and the judging protocol, against a fake endpoint on 127.0.0.1.
+"""The OpenAI-compatible judge path and the judging protocol, against a real HTTP server on 127.0.0.1.
 
-The fake server speaks ``/v1/chat/completions``; each test gives it a policy: answer with a
-verdict, stall past the client's timeout, fail with 5xx/401, or judge by content. Only loopback
-traffic. Protocol tests (position swap, consistency, resume) run through it because a judge
+The server (``http.server`` on an ephemeral loopback port) speaks ``/v1/chat/completions`` and
+is called by the official ``openai`` client inside :mod:`vinaforge.generate`; each test gives it
+a policy: answer with a verdict, stall past the client's timeout, fail with 5xx/4xx, or judge by
+content. Protocol tests (position swap, consistency, resume) run through it because a judge
 whose verdicts we control is the only way to check that bookkeeping exactly.
 """
 
@@ -18,17 +19,14 @@ from pathlib import Path
 import pytest
 
 from vinaforge.eval.judge.answers import AnswersError, load_answers
-from vinaforge.eval.judge.backends import (
-    BackendConfigError,
-    EndpointBackend,
-    GenerationSettings,
-    make_backend,
-)
+from vinaforge.eval.judge.backends import BackendConfigError, complete, make_backend
 from vinaforge.eval.judge.judging import JUDGMENTS_FILE, JudgingError, run_judging
 from vinaforge.eval.judge.prompts import answer_prompt
 from vinaforge.eval.judge.questions import Question
 from vinaforge.eval.judge.report import report_section, write_ratings
 from vinaforge.eval.judge.store import append_jsonl, read_jsonl
+from vinaforge.generate import SamplingParams
+from vinaforge.generate.endpoint import EndpointBackend, EndpointConfigError
 
 Policy = Callable[[dict, int], tuple[int, dict | str, dict]]
 """(request body, call number) -> (HTTP status, JSON body or text, headers)."""
@@ -62,7 +60,7 @@ class FakeServer:
                     server.calls += 1
                     n = server.calls
                     server.requests.append(body)
-                    server.headers.append(dict(self.headers))
+                    server.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if self.path != "/v1/chat/completions":
                     status, payload, headers = 404, "not found", {}
                 else:
@@ -106,12 +104,24 @@ def serve() -> Iterator[Callable[[Policy], FakeServer]]:
         s.close()
 
 
+KEY_ENV = "VINAFORGE_TEST_JUDGE_KEY"
+
+
+@pytest.fixture(autouse=True)
+def judge_key(monkeypatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "sekret")
+
+
 def fast_backend(url: str, **kw) -> EndpointBackend:
-    kw.setdefault("timeout_s", 2.0)
+    kw.setdefault("timeout", 2.0)
     kw.setdefault("max_retries", 2)
-    kw.setdefault("backoff_s", 0.01)
-    kw.setdefault("jitter", 0.0)
-    return EndpointBackend(url, "judge-model", api_key="sekret", settings=GenerationSettings(64), **kw)
+    kw.setdefault("backoff", 0.01)
+    return EndpointBackend(url, "judge-model", api_key_env=KEY_ENV, **kw)
+
+
+def ask(backend: EndpointBackend, question: str = "?"):
+    [c] = complete(backend, [answer_prompt(question)], SamplingParams(max_new_tokens=64))
+    return c
 
 
 def section(text: str, start: str, end: str) -> str:
@@ -147,31 +157,30 @@ ANSWERS = {
 def test_endpoint_returns_text_and_sends_openai_request(serve) -> None:
     srv = serve(lambda body, n: (200, chat_reply("Xin chào! [[A]]"), {}))
     backend = fast_backend(srv.url)
-    [c] = backend.complete([answer_prompt("Bạn khoẻ không?")])
-    assert c.ok and c.text == "Xin chào! [[A]]" and c.attempts == 1 and c.new_tokens == 5
+    c = ask(backend, "Bạn khoẻ không?")
+    assert c.ok and c.text == "Xin chào! [[A]]" and c.attempts == 1 and c.completion_tokens == 5
     req = srv.requests[0]
     assert req["model"] == "judge-model" and req["max_tokens"] == 64 and req["temperature"] == 0.0
     assert req["messages"] == [{"role": "user", "content": "Bạn khoẻ không?"}]
-    assert srv.headers[0]["Authorization"] == "Bearer sekret"
+    assert srv.headers[0]["authorization"] == "Bearer sekret"
     assert "sekret" not in json.dumps(backend.describe())  # the key never lands in result files
+    assert backend.usage.requests == 1 and backend.usage.completion_tokens == 5
 
 
-def test_endpoint_retries_5xx_with_exponential_backoff_then_succeeds(serve) -> None:
+def test_endpoint_retries_5xx_then_succeeds(serve) -> None:
     srv = serve(lambda body, n: (503, "overloaded", {}) if n <= 2 else (200, chat_reply("ok [[B]]"), {}))
-    sleeps: list[float] = []
-    backend = fast_backend(srv.url, max_retries=3, backoff_s=0.5, sleep=sleeps.append)
-    [c] = backend.complete([answer_prompt("?")])
-    assert c.ok and c.text == "ok [[B]]" and c.attempts == 3
-    assert sleeps == [0.5, 1.0]  # doubling
+    c = ask(fast_backend(srv.url, max_retries=3))
+    assert c.ok and c.text == "ok [[B]]" and c.attempts == 3 and srv.calls == 3
 
 
 def test_endpoint_honours_retry_after(serve) -> None:
     srv = serve(
-        lambda body, n: (429, "slow down", {"Retry-After": "3"}) if n == 1 else (200, chat_reply("x"), {})
+        lambda body, n: (429, "slow down", {"Retry-After": "0.4"}) if n == 1 else (200, chat_reply("x"), {})
     )
-    sleeps: list[float] = []
-    [c] = fast_backend(srv.url, backoff_s=0.1, sleep=sleeps.append).complete([answer_prompt("?")])
-    assert c.ok and sleeps == [3.0]
+    t0 = time.perf_counter()
+    c = ask(fast_backend(srv.url))
+    assert c.ok and c.attempts == 2
+    assert time.perf_counter() - t0 >= 0.4  # waited as told, not the 0.01 s backoff
 
 
 def test_endpoint_timeout_is_retried_then_recorded_as_failure(serve) -> None:
@@ -180,41 +189,46 @@ def test_endpoint_timeout_is_retried_then_recorded_as_failure(serve) -> None:
         return 200, chat_reply("too late"), {}
 
     srv = serve(stall)
-    backend = fast_backend(srv.url, timeout_s=0.2, max_retries=2)
-    [c] = backend.complete([answer_prompt("?")])
-    assert not c.ok and c.text is None
-    assert "timed out after 0.2 s" in c.error and "gave up after 3 attempts" in c.error
-    assert c.attempts == 3
+    c = ask(fast_backend(srv.url, timeout=0.2, max_retries=1))
+    assert not c.ok and c.text is None and c.finish_reason == "error"
+    assert "Timeout" in c.error and c.attempts == 2
 
 
 def test_endpoint_client_error_is_not_retried(serve) -> None:
-    srv = serve(lambda body, n: (401, '{"error": "bad key"}', {}))
-    sleeps: list[float] = []
-    [c] = fast_backend(srv.url, sleep=sleeps.append).complete([answer_prompt("?")])
-    assert not c.ok and c.error.startswith("HTTP 401") and "bad key" in c.error
-    assert c.attempts == 1 and sleeps == [] and srv.calls == 1
+    srv = serve(lambda body, n: (400, '{"error": {"message": "bad request"}}', {}))
+    c = ask(fast_backend(srv.url))
+    assert not c.ok and "400" in c.error and c.attempts == 1 and srv.calls == 1
 
 
-def test_endpoint_malformed_response_is_retried_and_reported(serve) -> None:
-    srv = serve(lambda body, n: (200, {"choices": []}, {}))
-    [c] = fast_backend(srv.url, max_retries=1).complete([answer_prompt("?")])
-    assert not c.ok and "malformed response" in c.error and srv.calls == 2
+def test_endpoint_refused_key_stops_the_run(serve, tmp_path: Path) -> None:
+    srv = serve(lambda body, n: (401, '{"error": {"message": "bad key"}}', {}))
+    with pytest.raises(EndpointConfigError, match=f"refused the API key \\(from {KEY_ENV}\\)"):
+        run_judging(QUESTIONS[:1], ANSWERS, fast_backend(srv.url, concurrency=1), tmp_path, progress=False)
+    assert srv.calls <= 2  # of the 6 calls planned: the run stops instead of hammering a refusing server
+    assert not (tmp_path / JUDGMENTS_FILE).exists()  # nothing was judged
+
+
+def test_endpoint_short_response_is_a_recorded_failure(serve) -> None:
+    srv = serve(lambda body, n: (200, {"id": "x", "object": "chat.completion", "choices": []}, {}))
+    c = ask(fast_backend(srv.url, max_retries=1))
+    assert not c.ok and "fewer choices" in c.error
 
 
 def test_connection_refused_is_a_recorded_failure() -> None:
-    backend = fast_backend("http://127.0.0.1:9/v1", max_retries=1)  # discard port: nothing listens
-    [c] = backend.complete([answer_prompt("?")])
-    assert not c.ok and "connection error" in c.error
+    c = ask(fast_backend("http://127.0.0.1:9/v1", max_retries=1))  # discard port: nothing listens
+    assert not c.ok and "APIConnectionError" in c.error and c.attempts == 2
 
 
 def test_make_backend_reads_base_url_and_key_from_environment(serve, monkeypatch) -> None:
     srv = serve(lambda body, n: (200, chat_reply("ok"), {}))
     monkeypatch.setenv("VINAFORGE_JUDGE_BASE_URL", srv.url)
     monkeypatch.setenv("VINAFORGE_JUDGE_API_KEY", "k-123")
-    backend = make_backend("openai:gpt-x", "judge", GenerationSettings(8))
-    assert backend.describe()["base_url"] == srv.url and backend.describe()["model"] == "gpt-x"
-    backend.complete([answer_prompt("?")])
-    assert srv.headers[0]["Authorization"] == "Bearer k-123"
+    backend = make_backend("openai:gpt-x", "judge")
+    desc = backend.describe()
+    assert desc["base_url"] == srv.url and desc["model"] == "gpt-x"
+    assert desc["api_key_env"] == "VINAFORGE_JUDGE_API_KEY" and "k-123" not in json.dumps(desc)
+    assert ask(backend).ok
+    assert srv.headers[0]["authorization"] == "Bearer k-123"
 
 
 def test_make_backend_without_base_url_names_the_variable(monkeypatch) -> None:
@@ -275,7 +289,7 @@ def test_failures_and_unparseable_verdicts_are_counted_not_rated(serve, tmp_path
     assert counts["failed"] == 6 and counts["unparseable"] == 6 and counts["ok"] == 6  # one question each
     recs = read_jsonl(tmp_path / JUDGMENTS_FILE)
     failed = [r for r in recs if r["status"] == "failed"]
-    assert all("HTTP 500" in r["error"] and r["attempts"] == 2 and r["raw"] is None for r in failed)
+    assert all("500" in r["error"] and r["attempts"] == 2 and r["raw"] is None for r in failed)
     unparseable = [r for r in recs if r["status"] == "unparseable"]
     assert all(r["raw"].startswith("Cả hai") and r["verdict"] is None for r in unparseable)
     ratings = write_ratings(tmp_path)
@@ -318,7 +332,7 @@ def test_resume_keeps_verdicts_retries_failures_and_redoes_changed_answers(serve
 def test_resume_with_another_judge_is_refused(serve, tmp_path: Path) -> None:
     srv = serve(content_judge)
     run_judging(QUESTIONS[:1], ANSWERS, fast_backend(srv.url), tmp_path, progress=False)
-    other = EndpointBackend(srv.url, "other-judge", settings=GenerationSettings(8))
+    other = EndpointBackend(srv.url, "other-judge")
     with pytest.raises(JudgingError, match="other-judge"):
         run_judging(QUESTIONS[:1], ANSWERS, other, tmp_path, progress=False)
     with pytest.raises(JudgingError, match="prompt 'en'"):

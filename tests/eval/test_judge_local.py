@@ -1,9 +1,10 @@
-"""The local (transformers) path and the CLI, with tiny randomly initialised real models.
+"""The local path (vinaforge.generate's LocalBackend) and the CLI, with tiny randomly initialised models.
 
 The models are Mistral-architecture transformers with random weights and the Mistral v0.1
 sentencepiece tokenizer shipped in ``mistral-common``. Their answers and verdicts are noise; the
 tests check that the pipeline runs, resumes, and records what the judge said honestly (a
-verdict only where the raw output holds a tag, every call counted).
+verdict only where the raw output holds a tag, every call counted). A model without a chat
+template is prompted in vinaforge.chat's ``vi_qa`` format.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from typer.testing import CliRunner  # noqa: E402
 
 from vinaforge.eval.judge.answers import generate_answers, load_answers  # noqa: E402
-from vinaforge.eval.judge.backends import GenerationSettings, HFChatBackend, make_backend  # noqa: E402
+from vinaforge.eval.judge.backends import accepts_system, complete, make_backend, merge_system  # noqa: E402
 from vinaforge.eval.judge.cli import app  # noqa: E402
 from vinaforge.eval.judge.judging import JUDGMENTS_FILE, run_judging  # noqa: E402
-from vinaforge.eval.judge.prompts import judge_prompt, parse_verdict  # noqa: E402
+from vinaforge.eval.judge.prompts import answer_prompt, judge_prompt, parse_verdict  # noqa: E402
 from vinaforge.eval.judge.questions import load_questions, select_questions  # noqa: E402
 from vinaforge.eval.judge.report import write_ratings  # noqa: E402
 from vinaforge.eval.judge.store import read_jsonl  # noqa: E402
+from vinaforge.generate import GenRequest, SamplingParams  # noqa: E402
+from vinaforge.generate.local import LocalBackend  # noqa: E402
 from vinaforge.model.load import ModelLoadError  # noqa: E402
 
 NO_SYSTEM_TEMPLATE = (
@@ -69,52 +72,51 @@ def two_questions():
 
 
 def test_local_answers_are_recorded_and_resumed(tiny, two_questions, tmp_path: Path) -> None:
-    backend = HFChatBackend(str(tiny["plain"]), GenerationSettings(max_new_tokens=6), batch_size=2)
-    assert backend.describe()["prompt_format"] == "plain" and backend.describe()["random_init"] is True
-    counts = generate_answers(two_questions, backend, "plain", tmp_path, progress=False)
+    backend = LocalBackend(str(tiny["plain"]), batch_size=2)
+    params = SamplingParams(max_new_tokens=6)
+    assert backend.describe()["chat_template"] == "vi_qa" and backend.describe()["random_init"] is True
+    seen = backend.prompt_of(GenRequest(messages=answer_prompt("Hai cộng hai bằng mấy?").messages))
+    assert seen == "<s>### Câu hỏi:\nHai cộng hai bằng mấy?\n\n### Trả lời:"  # vinaforge.chat's vi_qa
+    counts = generate_answers(two_questions, backend, "plain", tmp_path, params, progress=False)
     assert counts == {"questions": 2, "done_before": 0, "new": 2, "failed": 0}
     recs = read_jsonl(tmp_path / "plain.jsonl")
     assert [r["question_id"] for r in recs] == [q.id for q in two_questions]
     for r in recs:
         assert r["status"] == "ok" and isinstance(r["answer"], str) and r["error"] is None
         assert r["finish_reason"] in ("stop", "length") and 0 <= r["new_tokens"] <= 6
-        assert r["generator"]["model"] == str(tiny["plain"])
-    again = generate_answers(two_questions, backend, "plain", tmp_path, progress=False)
+        assert r["generator"]["model"] == str(tiny["plain"]) and r["generator"]["max_new_tokens"] == 6
+    again = generate_answers(two_questions, backend, "plain", tmp_path, params, progress=False)
     assert again == {"questions": 2, "done_before": 2, "new": 0, "failed": 0}
     assert len(read_jsonl(tmp_path / "plain.jsonl")) == 2
     # greedy decoding is deterministic: the same prompt gives the same answer, alone or batched
-    [solo] = backend.complete([backend_prompt(two_questions[1].question)])
-    assert solo.text == recs[1]["answer"]
-
-
-def backend_prompt(question: str):
-    from vinaforge.eval.judge.prompts import answer_prompt
-
-    return answer_prompt(question)
+    [solo] = complete(backend, [answer_prompt(two_questions[1].question)], params)
+    assert solo.text.strip() == recs[1]["answer"]
 
 
 def test_chat_template_is_used_and_a_system_message_merged(tiny) -> None:
-    backend = make_backend(str(tiny["chat"]), "judge", GenerationSettings(max_new_tokens=4))
-    assert backend.describe()["prompt_format"] == "chat_template"
+    backend = make_backend(str(tiny["chat"]), "judge")
+    assert backend.describe()["chat_template"] == "own"
+    assert not accepts_system(backend)
     prompt = judge_prompt("Câu hỏi?", "Trả lời một.", "Trả lời hai.")
-    text, templated = backend.render(prompt)
-    assert templated and text.startswith("<s>[INST] Bạn là một giám khảo công tâm.")
+    text = backend.prompt_of(GenRequest(messages=merge_system(prompt.messages)))
+    assert text.startswith("<s>[INST] Bạn là một giám khảo công tâm.")
     assert text.rstrip().endswith("[/INST]") and "[Bắt đầu câu trả lời của trợ lý A]" in text
-    ids = backend.encode(prompt)
+    ids = backend.encode(GenRequest(messages=merge_system(prompt.messages)))
     assert ids[0] == 1 and ids[1] != 1  # one BOS, from the template
-    [c] = backend.complete([prompt])
+    [c] = complete(backend, [prompt], SamplingParams(max_new_tokens=4), system_ok=False)
     assert c.ok
 
 
 def test_local_judge_records_noise_verdicts_honestly(tiny, two_questions, tmp_path: Path) -> None:
     answers_dir = tmp_path / "answers"
     for name in ("plain", "chat"):
-        b = HFChatBackend(str(tiny[name]), GenerationSettings(max_new_tokens=5))
-        generate_answers(two_questions, b, name, answers_dir, progress=False)
+        b = LocalBackend(str(tiny[name]))
+        generate_answers(two_questions, b, name, answers_dir, SamplingParams(max_new_tokens=5), progress=False)
     answers, skipped = load_answers(answers_dir, ["plain", "chat"], two_questions)
     assert skipped == []
-    judge = HFChatBackend(str(tiny["plain"]), GenerationSettings(max_new_tokens=8), batch_size=4)
-    counts = run_judging(two_questions, answers, judge, tmp_path, progress=False)
+    judge = LocalBackend(str(tiny["plain"]), batch_size=4)
+    counts = run_judging(two_questions, answers, judge, tmp_path, progress=False,
+                         params=SamplingParams(max_new_tokens=8))  # fmt: skip
     assert counts["calls"] == 4 and counts["ok"] + counts["unparseable"] == 4 and counts["failed"] == 0
     recs = read_jsonl(tmp_path / JUDGMENTS_FILE)
     assert len(recs) == 4
@@ -133,8 +135,9 @@ def test_prompt_longer_than_the_judge_context_is_a_recorded_failure(
 ) -> None:
     long = "Đây là một câu trả lời rất dài. " * 400  # ~3,000 tokens each: over the 4,096 context
     answers = {"x": {q.id: long for q in two_questions}, "y": {q.id: "Không biết." for q in two_questions}}
-    judge = HFChatBackend(str(tiny["plain"]), GenerationSettings(max_new_tokens=8))
-    counts = run_judging(two_questions, answers, judge, tmp_path, max_answer_chars=None, progress=False)
+    judge = LocalBackend(str(tiny["plain"]))
+    counts = run_judging(two_questions, answers, judge, tmp_path, max_answer_chars=None, progress=False,
+                         params=SamplingParams(max_new_tokens=8))  # fmt: skip
     assert counts["failed"] == 4
     rec = read_jsonl(tmp_path / JUDGMENTS_FILE)[0]
     assert "exceeds the model's context of 4096 tokens" in rec["error"]
@@ -143,17 +146,12 @@ def test_prompt_longer_than_the_judge_context_is_a_recorded_failure(
 
 def test_model_that_does_not_load_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
-        HFChatBackend(str(tmp_path / "nope"))
-
-
-def flat(output: str) -> str:
-    """CLI output with rich's line wrapping undone."""
-    return output.replace("\n", "")
+        LocalBackend(str(tmp_path / "nope"))
 
 
 @pytest.mark.slow
 def test_cli_answer_run_ratings_and_all(tiny, tmp_path: Path) -> None:
-    runner = CliRunner()
+    runner = CliRunner(env={"COLUMNS": "40"})  # a narrow terminal: no message may be wrapped
     answers, results = tmp_path / "answers", tmp_path / "results"
     common = ["--categories", "math", "--limit", "1", "--max-new-tokens", "4"]
     for name in ("plain", "chat"):
@@ -204,19 +202,19 @@ def test_cli_answer_run_ratings_and_all(tiny, tmp_path: Path) -> None:
             str(results),
         ],
     )
-    assert r.exit_code == 2 and "ghost.jsonl not found" in flat(r.output)
+    assert r.exit_code == 2 and "ghost.jsonl not found" in r.output
     r = runner.invoke(
         app, ["answer", "--model", str(tmp_path / "missing"), "--name", "m", "--output", str(answers)]
     )
-    assert r.exit_code == 2 and "does not exist" in flat(r.output)
+    assert r.exit_code == 2 and "does not exist" in r.output
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "category": "x", "question": "Q"}\n{"id": "b"}\n', encoding="utf-8")
     r = runner.invoke(app, ["questions", "--questions", str(bad)])
-    assert r.exit_code == 2 and "bad.jsonl:2" in flat(r.output)
+    assert r.exit_code == 2 and "bad.jsonl:2" in r.output
     r = runner.invoke(
         app, ["answer", "--model", str(tiny["plain"]), "--name", "no/slash", "--output", str(answers)]
     )
-    assert r.exit_code == 2 and "model name 'no/slash'" in flat(r.output)
+    assert r.exit_code == 2 and "model name 'no/slash'" in r.output
 
     # all steps from one YAML config, with a --set override
     cfg = tmp_path / "judge.yaml"
@@ -234,4 +232,4 @@ def test_cli_answer_run_ratings_and_all(tiny, tmp_path: Path) -> None:
     r = runner.invoke(
         app, ["all", "--config", str(cfg), "--set", "lang=fr", "--output", str(tmp_path / "all")]
     )
-    assert r.exit_code == 2 and "lang" in flat(r.output)
+    assert r.exit_code == 2 and "lang" in r.output

@@ -8,6 +8,7 @@ import logging
 import pytest
 from pydantic import ValidationError
 
+from vinaforge.recipe import resolve_refs
 from vinaforge.stage import StageContext, load_stage_module
 from vinaforge.text.legacy import encode_legacy
 
@@ -72,7 +73,7 @@ def test_stage_max_docs_and_references(tmp_path) -> None:
     data = _write_inputs(tmp_path)
     cfg = module.Config(inputs=["@curate/vi.jsonl"], max_docs=2, langid=False)
     ctx = _ctx(tmp_path, upstream={"curate": data})
-    result = module.run(cfg, ctx)
+    result = module.run(resolve_refs(cfg, ctx.upstream), ctx)  # the engine resolves references
     assert result.metrics["docs"] == 2
     assert result.metrics["language_shares"] == {}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vinaforge.recipe import resolve_refs
 from vinaforge.stage import StageContext
 from vinaforge.train.config import CptConfig
 from vinaforge.train.engine import train_cpt
@@ -98,7 +99,7 @@ def test_cpt_stage_report_and_outputs(tmp_path, base_config, extended_model_dir,
         log=logging.getLogger("vinaforge.stage.cpt"),
         seed=0,
     )
-    result = stage.run(config, ctx)
+    result = stage.run(resolve_refs(config, ctx.upstream), ctx)  # the engine resolves references
     assert result.outputs["model"] == "final"
     final = work / "final"
     model = AutoModelForCausalLM.from_pretrained(final)

@@ -306,6 +306,15 @@ def expand_sources(sources: str | os.PathLike | Iterable[str | os.PathLike]) -> 
     return out
 
 
+def iter_raw_records(sources: str | os.PathLike | Iterable[str | os.PathLike]) -> Iterator[tuple[str, Any]]:
+    """``(where, raw record)`` of every source, or ``(where, error)`` for an unreadable line.
+
+    For readers of record shapes this module does not parse (ranked lists, benchmark items).
+    """
+    for src in expand_sources(sources):
+        yield from (_raw_records_of_hf(src) if src.startswith("hf:") else _raw_records_of_file(Path(src)))
+
+
 def iter_records(
     sources: str | os.PathLike | Iterable[str | os.PathLike],
     *,

@@ -20,6 +20,15 @@ def main() -> None:
     """Corpus curation: clean, filter, deduplicate and tier text on datatrove."""
 
 
+def _register_factory() -> None:
+    from vinaforge.factory.cli import register  # translate, synth, decontaminate (logic in vinaforge.factory)
+
+    register(app)
+
+
+_register_factory()
+
+
 @app.command()
 def curate(
     inputs: Annotated[

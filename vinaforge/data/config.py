@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from vinaforge.recipe import InputPaths
 from vinaforge.stage import StageConfig
 from vinaforge.text.normalize import NormalizeConfig
 
@@ -146,7 +147,7 @@ class TiersConfig(StageConfig):
 class Config(StageConfig):
     """``vinaforge data curate`` / the ``curate`` recipe stage."""
 
-    inputs: list[str] = Field(
+    inputs: InputPaths = Field(
         default_factory=list,
         description="files, folders, globs, `hf:org/name` hub datasets or save_to_disk folders",
     )

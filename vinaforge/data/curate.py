@@ -438,6 +438,8 @@ def curate(cfg: Config, output: str | Path, overwrite: bool = False) -> dict:
     from vinaforge.data.readers import check_fields, plan_inputs
 
     started = time.perf_counter()
+    if Path(output).exists() and not Path(output).is_dir():
+        raise CurateError(f"output {output} is an existing file; curation writes a folder there")
     layout = Layout(Path(output).resolve())
     plan = plan_inputs(cfg.inputs, cfg.hf_split)
     check_fields(plan, cfg.text_field, cfg.id_field, id_key_explicit=cfg.id_field != "id")

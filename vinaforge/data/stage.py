@@ -1,6 +1,6 @@
 """The ``curate`` recipe stage: :func:`vinaforge.data.curate.curate` inside the run engine.
 
-Hand-written glue: resolves ``@stage/...`` inputs, runs (or resumes: ``RESUMABLE``) the
+Hand-written glue: runs (or resumes: ``RESUMABLE``) on inputs the engine resolved, the
 datatrove pipeline in the stage's work folder, and hands the engine the outputs, key figures,
 report section and quality-score histogram.
 """
@@ -17,21 +17,10 @@ __all__ = ["Config", "RESUMABLE", "run"]
 RESUMABLE = True
 
 
-def _resolve_inputs(config: Config, ctx: StageContext) -> list[str]:
-    resolved = []
-    for spec in config.inputs:
-        if spec.startswith("hf:"):
-            resolved.append(spec)
-        else:
-            resolved.append(str(ctx.resolve(spec)))
-    return resolved
-
-
 def run(config: Config, ctx: StageContext) -> StageResult:
     from vinaforge.data.curate import curate
 
-    cfg = config.model_copy(update={"inputs": _resolve_inputs(config, ctx)})
-    stats = curate(cfg, ctx.work_dir)
+    stats = curate(config, ctx.work_dir)
     out = ctx.work_dir
     section = (out / "_work" / "report_section.md").read_text(encoding="utf-8")
     metrics = {

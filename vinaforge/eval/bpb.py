@@ -38,12 +38,26 @@ def read_texts(
     return texts
 
 
-def bpb_of_model(model, tokenizer, texts: list[str], max_length: int = 1024, batch_size: int = 8) -> dict:
+def bpb_of_model(
+    model,
+    tokenizer,
+    texts: list[str],
+    max_length: int = 1024,
+    batch_size: int = 8,
+    allow_vocab_mismatch: bool = False,
+) -> dict:
     """The shared bits-per-byte figure of a model already in memory, as a JSON-ready dict."""
     from vinaforge.model.bpb import bits_per_byte
 
     started = time.time()
-    result = bits_per_byte(model, tokenizer, texts, max_length=max_length, batch_size=batch_size)
+    result = bits_per_byte(
+        model,
+        tokenizer,
+        texts,
+        max_length=max_length,
+        batch_size=batch_size,
+        allow_vocab_mismatch=allow_vocab_mismatch,
+    )
     out = result.to_dict()
     out["max_length"] = max_length
     out["seconds"] = round(time.time() - started, 2)
@@ -69,6 +83,7 @@ def evaluate_bpb(
     max_texts: int | None = None,
     device: str | None = None,
     dtype: str = "auto",
+    allow_vocab_mismatch: bool = False,
 ) -> dict:
     """Load ``model_path`` and measure bits per byte on the texts of ``text_paths``."""
     from vinaforge.eval.harness import default_device
@@ -77,7 +92,14 @@ def evaluate_bpb(
     texts = read_texts(text_paths, field=field, max_texts=max_texts)
     model = load_causal_lm(str(model_path), dtype=dtype, device=device or default_device())
     tokenizer = load_tokenizer(str(tokenizer_path or model_path))
-    out = bpb_of_model(model, tokenizer, texts, max_length=max_length, batch_size=batch_size)
+    out = bpb_of_model(
+        model,
+        tokenizer,
+        texts,
+        max_length=max_length,
+        batch_size=batch_size,
+        allow_vocab_mismatch=allow_vocab_mismatch,
+    )
     out["model"] = str(model_path)
     out["files"] = [str(Path(p)) for p in text_paths]
     return out

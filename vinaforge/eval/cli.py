@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
-from pydantic import Field
-
-from vinaforge.stage import StageConfig
 
 app = typer.Typer(
     help="Benchmarks, bits per byte, translation, comparison reports, LLM-as-judge.",
@@ -20,36 +17,6 @@ app = typer.Typer(
     no_args_is_help=False,
     pretty_exceptions_enable=False,
 )
-
-
-class BenchmarkConfig(StageConfig):
-    """Settings of ``vinaforge eval`` (from ``--config FILE``, ``--set``, then the flags)."""
-
-    model: str
-    tasks: list[str] = ["vmlu", "arc_vi", "mmlu_vi"]
-    num_fewshot: int | None = Field(None, ge=0)
-    data_dir: str | None = None
-    limit: float | None = Field(None, gt=0)
-    template: Literal["vi", "en"] = "vi"
-    chat_template: bool = False
-    fewshot_as_multiturn: bool = False
-    system_instruction: str | None = None
-    batch_size: int | Literal["auto"] = "auto"
-    max_batch_size: int = Field(64, ge=1)
-    device: str | None = None
-    dtype: str = "auto"
-    tokenizer: str | None = None
-    seed: int = 1234
-    output: str | None = None
-    submission_dir: str | None = None
-    cache: str | None = None
-
-
-def _limit(value: float | None) -> int | float | None:
-    """lm-eval reads a limit below 1 as a fraction of the split and 1 or more as a count."""
-    if value is None:
-        return None
-    return int(value) if value >= 1 and float(value).is_integer() else value
 
 
 def _print_results(results: dict) -> None:
@@ -60,10 +27,13 @@ def _print_results(results: dict) -> None:
 
     table = Table(title="vinaforge eval")
     for col in ("benchmark", "split", "n", "metric", "value"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
+    files = []
     for bench, split, m in report.benchmark_rows(results):
         if "answer_shares" in m:
-            table.add_row(bench, split, str(m.get("n")), "submission", str(m.get("submission", "")))
+            table.add_row(bench, split, str(m.get("n")), "submission", "written" if m.get("submission") else "-")
+            if m.get("submission"):
+                files.append(m["submission"])
             continue
         for key in report.HEADLINE:
             if key in m:
@@ -73,13 +43,16 @@ def _print_results(results: dict) -> None:
                 bench, split, str(cm["n"]), f"acc [{cat}]", report.fmt(cm["acc"], cm.get("acc_stderr"))
             )
     Console().print(table)
+    for path in files:  # paths stay whole on their own line, whatever the terminal width
+        typer.echo(f"submission: {path}")
 
 
 def _fail_on_errors(fn):
     """Run ``fn``; bad input becomes a one-line error and exit code 2."""
     from vinaforge.eval.compare import CompareError
     from vinaforge.eval.data import TaskDataError
-    from vinaforge.eval.translate import ParallelDataError
+    from vinaforge.eval.translate import ParallelDataError, TranslationError
+    from vinaforge.generate.endpoint import EndpointConfigError
     from vinaforge.logs import fail
     from vinaforge.model.load import ModelLoadError
     from vinaforge.recipe import RecipeError
@@ -91,6 +64,8 @@ def _fail_on_errors(fn):
         ModelLoadError,
         RecipeError,
         ParallelDataError,
+        TranslationError,
+        EndpointConfigError,
         CompareError,
         FileNotFoundError,
         ValueError,
@@ -106,7 +81,8 @@ def benchmarks(
         str | None,
         typer.Option(
             help="Comma-separated: vmlu, arc_vi, mmlu_vi, hellaswag_vi, truthfulqa_vi, "
-            "belebele_vie, xnli_vi, xcopa_vi, vmlu_mini, or task names like vmlu_dev."
+            "belebele_vie, xnli_vi, xcopa_vi, vmlu_mini, or lm-eval task names like vf_vmlu_dev "
+            "(default: vmlu,arc_vi,mmlu_vi)."
         ),
     ] = None,
     num_fewshot: Annotated[int | None, typer.Option(help="Examples in the prompt (default 0).")] = None,
@@ -127,18 +103,23 @@ def benchmarks(
     submission_dir: Annotated[
         str | None, typer.Option(help="Where VMLU test submissions go (default: next to --output).")
     ] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="YAML file of these settings.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML file with the keys of the eval recipe stage.")
+    ] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", "-s", help="Override a setting: KEY=VALUE.")
     ] = None,
 ) -> None:
     """Run Vietnamese benchmarks through lm-evaluation-harness.
 
+    Every key of the `eval` recipe stage can be set with --config FILE and --set KEY=VALUE
+    (held-out bits per byte, fertility, translation too); flags override both.
+
     Example: vinaforge eval --model runs/x/sft/final --tasks vmlu,arc_vi --num-fewshot 5 --output out.json
     """
     if ctx.invoked_subcommand is not None:
         return
-    if model is None and config is None:
+    if all(v in (None, False) for v in ctx.params.values()):  # bare `vinaforge eval`: show what it takes
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
 
@@ -147,7 +128,10 @@ def benchmarks(
     setup_console()
 
     def go() -> None:
-        from vinaforge.eval.harness import run_benchmarks
+        import tempfile
+
+        from vinaforge.eval.harness import DEFAULT_TASKS
+        from vinaforge.eval.stage import Config, evaluate
         from vinaforge.io import atomic_write_json
         from vinaforge.recipe import apply_sets, load_yaml, validate_config
 
@@ -162,37 +146,22 @@ def benchmarks(
             num_fewshot=num_fewshot,
             data_dir=data_dir,
             limit=limit,
-            output=output,
             template=template,
             chat_template=chat_template or None,
             device=device,
             dtype=dtype,
-            submission_dir=submission_dir,
             batch_size=(int(batch_size) if batch_size and batch_size.isdigit() else batch_size),
         )
         values.update({k: v for k, v in flags.items() if v is not None})
-        cfg = validate_config(BenchmarkConfig, values, str(config or "command line"), (), lines)
-        out = Path(cfg.output) if cfg.output else None
-        subs = cfg.submission_dir or (str(out.parent) if out else ".")
-        results = run_benchmarks(
-            cfg.model,
-            cfg.tasks,
-            data_dir=cfg.data_dir,
-            num_fewshot=cfg.num_fewshot,
-            limit=_limit(cfg.limit),
-            template=cfg.template,
-            chat_template=cfg.chat_template,
-            fewshot_as_multiturn=cfg.fewshot_as_multiturn,
-            system_instruction=cfg.system_instruction,
-            batch_size=cfg.batch_size,
-            max_batch_size=cfg.max_batch_size,
-            device=cfg.device,
-            dtype=cfg.dtype,
-            tokenizer=cfg.tokenizer,
-            seed=cfg.seed,
-            submission_dir=subs,
-            cache=cfg.cache,
-        )
+        if "model" not in values:
+            raise ValueError("missing option --model (or 'model:' in --config): the model to evaluate")
+        if not any(values.get(k) for k in ("tasks", "heldout", "fertility", "translation")):
+            values["tasks"] = list(DEFAULT_TASKS)
+        cfg = validate_config(Config, values, str(config or "command line"), (), lines)
+        out = Path(output) if output else None
+        subs = Path(submission_dir) if submission_dir else (out.parent if out else Path("."))
+        with tempfile.TemporaryDirectory(prefix="vinaforge-eval-") as work:
+            results = evaluate(cfg, Path(work), cfg.seed if cfg.seed is not None else 1234, subs)
         _print_results(results)
         if out:
             atomic_write_json(out, results)
@@ -212,11 +181,14 @@ def bpb(
     ] = None,
     field: Annotated[str, typer.Option(help="JSONL/parquet field holding the text.")] = "text",
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer folder (default: the model's).")] = None,
-    max_length: Annotated[int, typer.Option(help="Tokens per window.")] = 1024,
-    batch_size: Annotated[int, typer.Option()] = 8,
-    max_texts: Annotated[int | None, typer.Option(help="Use only the first N texts.")] = None,
+    max_length: Annotated[int, typer.Option(min=1, help="Tokens per window.")] = 1024,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    max_texts: Annotated[int | None, typer.Option(min=1, help="Use only the first N texts.")] = None,
     device: Annotated[str | None, typer.Option()] = None,
     dtype: Annotated[str, typer.Option()] = "auto",
+    allow_vocab_mismatch: Annotated[
+        bool, typer.Option(help="Accept a tokenizer much smaller than the model's vocabulary.")
+    ] = False,
 ) -> None:
     """Bits per byte and token perplexity on held-out text (the same definition as the CPT stage)."""
     from vinaforge.logs import setup_console
@@ -237,6 +209,7 @@ def bpb(
             max_texts=max_texts,
             device=device,
             dtype=dtype,
+            allow_vocab_mismatch=allow_vocab_mismatch,
         )
         typer.echo(f"bits per byte: {res['bits_per_byte']:.6f}")
         typer.echo(f"token perplexity: {res['token_perplexity']:.4f}")
@@ -250,7 +223,9 @@ def bpb(
 
 @app.command()
 def translate(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model folder (or hub id).")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model folder, hub id, or openai:NAME with --base-url.")
+    ],
     pairs: Annotated[Path | None, typer.Option(help="JSONL {en, vi} or TSV en<TAB>vi file.")] = None,
     en_file: Annotated[Path | None, typer.Option(help="English side, one sentence per line.")] = None,
     vi_file: Annotated[Path | None, typer.Option(help="Vietnamese side, aligned with --en-file.")] = None,
@@ -269,6 +244,12 @@ def translate(
     ] = False,
     device: Annotated[str | None, typer.Option()] = None,
     dtype: Annotated[str, typer.Option()] = "auto",
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint for openai:NAME models.")
+    ] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Name of the env variable holding the endpoint's key.")
+    ] = None,
 ) -> None:
     """Translate En→Vi / Vi→En and score with sacrebleu chrF++ and BLEU."""
     from vinaforge.logs import setup_console
@@ -277,9 +258,8 @@ def translate(
 
     def go() -> None:
         from vinaforge.eval import translate as tr
-        from vinaforge.eval.harness import default_device
+        from vinaforge.generate import BackendConfig, SamplingParams, load_backend
         from vinaforge.io import atomic_write_json
-        from vinaforge.model.load import load_causal_lm, load_tokenizer
 
         if pairs is not None:
             data = tr.read_pairs(pairs)
@@ -290,29 +270,21 @@ def translate(
         directions = direction or list(tr.DIRECTIONS)
         for d in directions:
             tr.sides(data[0], d)  # checks the direction name before the model loads
-        lm = load_causal_lm(model, dtype=dtype, device=device or default_device())
-        tok = load_tokenizer(model)
+        if model.startswith("openai:"):
+            spec = BackendConfig(kind="openai", model=model.removeprefix("openai:"), base_url=base_url,
+                                 api_key_env=api_key_env)  # fmt: skip
+        else:
+            spec = BackendConfig(model=model, device=device, dtype=dtype, batch_size=batch_size)
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature if sample else 0.0,
+                                top_p=top_p if sample else 1.0, seed=seed)  # fmt: skip
         results = {}
-        for d in directions:
-            results[d] = tr.translate_pairs(
-                lm,
-                tok,
-                data,
-                d,
-                output,
-                shots=shots,
-                chat=chat,
-                max_pairs=max_pairs,
-                batch_size=batch_size,
-                max_new_tokens=max_new_tokens,
-                do_sample=sample,
-                temperature=temperature,
-                top_p=top_p,
-                seed=seed,
-            )
-            typer.echo(
-                f"{d}: chrF++ {results[d]['chrf++']:.2f}  BLEU {results[d]['bleu']:.2f}  ({results[d]['n']} pairs)"
-            )
+        with load_backend(spec) as backend:
+            for d in directions:
+                results[d] = tr.translate_pairs(backend, data, d, output, shots=shots, chat=chat,
+                                                max_pairs=max_pairs, params=params)  # fmt: skip
+                typer.echo(
+                    f"{d}: chrF++ {results[d]['chrf++']:.2f}  BLEU {results[d]['bleu']:.2f}  ({results[d]['n']} pairs)"
+                )
         atomic_write_json(output / "results.json", {"translation": results, "_meta": {"model": model}})
 
     _fail_on_errors(go)

@@ -65,9 +65,9 @@ BENCHMARKS: dict[str, Benchmark] = {
             "vmlu",
             {"dev": ("dev.jsonl",), "valid": ("valid.jsonl",), "test": ("test.jsonl",)},
             (
-                SplitSpec("dev", "vmlu_dev"),
-                SplitSpec("valid", "vmlu_valid", optional=True),
-                SplitSpec("test", "vmlu_test", labeled=False, optional=True),
+                SplitSpec("dev", "vf_vmlu_dev"),
+                SplitSpec("valid", "vf_vmlu_valid", optional=True),
+                SplitSpec("test", "vf_vmlu_test", labeled=False, optional=True),
             ),
             fewshot_split="dev",
             vmlu_subjects=True,
@@ -79,7 +79,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             "vmlu",
             "vmlu_mini",
             {"dev": ("dev.jsonl",)},
-            (SplitSpec("dev", "vmlu_mini"),),
+            (SplitSpec("dev", "vf_vmlu_mini"),),
             fewshot_split="dev",
         ),
         Benchmark(
@@ -91,7 +91,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                 "validation": ("m_arc_vi_validation.json", "m_arc_vi_validation.jsonl"),
                 "test": ("m_arc_vi_test.json", "m_arc_vi_test.jsonl"),
             },
-            (SplitSpec("test", "arc_vi", variant="text"),),
+            (SplitSpec("test", "vf_arc_vi", variant="text"),),
             fewshot_split="train",
         ),
         Benchmark(
@@ -102,7 +102,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                 "dev": ("m_mmlu_vi_dev.json", "m_mmlu_vi_dev.jsonl"),
                 "val": ("m_mmlu_vi_val.json", "m_mmlu_vi_val.jsonl"),
             },
-            (SplitSpec("val", "mmlu_vi"),),
+            (SplitSpec("val", "vf_mmlu_vi"),),
             fewshot_split="dev",
         ),
         Benchmark(
@@ -116,7 +116,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                     "m_hellaswag_vi_validation.jsonl",
                 ),
             },
-            (SplitSpec("validation", "hellaswag_vi"),),
+            (SplitSpec("validation", "vf_hellaswag_vi"),),
             fewshot_split="validation",
         ),
         Benchmark(
@@ -131,8 +131,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                 ),
             },
             (
-                SplitSpec("validation", "truthfulqa_vi_mc1", variant="mc1"),
-                SplitSpec("validation", "truthfulqa_vi_mc2", variant="mc2"),
+                SplitSpec("validation", "vf_truthfulqa_vi_mc1", variant="mc1"),
+                SplitSpec("validation", "vf_truthfulqa_vi_mc2", variant="mc2"),
             ),
         ),
         Benchmark(
@@ -140,7 +140,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             "belebele",
             "belebele",
             {"test": ("vie_Latn.jsonl", "vie_Latn.json")},
-            (SplitSpec("test", "belebele_vie"),),
+            (SplitSpec("test", "vf_belebele_vie"),),
             fewshot_split="test",
         ),
         Benchmark(
@@ -151,7 +151,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                 "test": ("xnli.test.tsv", "vi_test.jsonl", "test.vi.jsonl"),
                 "validation": ("xnli.dev.tsv", "vi_validation.jsonl", "dev.vi.jsonl"),
             },
-            (SplitSpec("test", "xnli_vi"),),
+            (SplitSpec("test", "vf_xnli_vi"),),
         ),
         Benchmark(
             "xcopa_vi",
@@ -161,15 +161,25 @@ BENCHMARKS: dict[str, Benchmark] = {
                 "test": ("test.vi.jsonl", "vi/test.vi.jsonl"),
                 "validation": ("val.vi.jsonl", "vi/val.vi.jsonl"),
             },
-            (SplitSpec("test", "xcopa_vi"),),
+            (SplitSpec("test", "vf_xcopa_vi"),),
             fewshot_split="validation",
         ),
     )
 }
 
+TASK_PREFIX = "vf_"
+"""Our lm-eval task names start with ``vf_``, so that ``lm_eval --include_path vinaforge/eval/tasks``
+never replaces a built-in task of the same name (lm-eval ships Okapi's ``arc_vi``,
+``hellaswag_vi``, ``truthfulqa_vi_mc1/2`` and ``xnli_vi``/``xcopa_vi``, which read other data)."""
+
 TASK_INDEX: dict[str, tuple[Benchmark, SplitSpec]] = {
     s.task: (b, s) for b in BENCHMARKS.values() for s in b.eval_splits
 }
+
+
+def task_name(name: str) -> str:
+    """Our lm-eval task for ``name``, which may omit the ``vf_`` prefix (``vmlu_dev`` → ``vf_vmlu_dev``)."""
+    return TASK_PREFIX + name if name not in TASK_INDEX and TASK_PREFIX + name in TASK_INDEX else name
 
 
 # ----------------------------------------------------------------------------- data folder

@@ -7,10 +7,11 @@ lacks for these benchmarks: checking the files before the model loads, a clear e
 model that does not load, results keyed by benchmark and split, VMLU's category breakdown and
 its ``id,answer`` submission for the unlabelled test split.
 
-The same task folder runs under plain lm-eval and gives the same numbers::
+The same task folder runs under plain lm-eval and gives the same numbers; our task names carry
+a ``vf_`` prefix so that they never replace lm-eval's built-in tasks of the same name::
 
     lm_eval --model hf --model_args pretrained=PATH --include_path vinaforge/eval/tasks \\
-        --tasks arc_vi,vmlu_dev --metadata '{"data_dir": "../shared/data/benchmarks"}'
+        --tasks vf_arc_vi,vf_vmlu_dev --metadata '{"data_dir": "../shared/data/benchmarks"}'
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def expand_tasks(names: list[str] | tuple[str, ...], data_dir: Path) -> list[Sel
                     log.info("%s: no %s split in %s, skipped", name, spec.split, data_dir)
                     continue
                 out.append(Selected(bench, spec))
-        elif name in data.TASK_INDEX:
-            bench, spec = data.TASK_INDEX[name]
+        elif data.task_name(name) in data.TASK_INDEX:
+            bench, spec = data.TASK_INDEX[data.task_name(name)]
             out.append(Selected(bench, spec))
         else:
             known = sorted(set(data.BENCHMARKS) | set(data.TASK_INDEX))
@@ -98,6 +99,14 @@ def check_task_data(selected: list[Selected], data_dir: Path, num_fewshot: int |
                 f"{sel.bench.name}: --num-fewshot {num_fewshot} needs {needed} {fs} examples, the file has {pool}"
             )
     return sizes
+
+
+def check_benchmark_data(
+    tasks: list[str] | tuple[str, ...], data_dir: str | Path | None, num_fewshot: int | None, template: str
+) -> dict:
+    """Check every benchmark file a run needs (before any model loads); returns split sizes."""
+    root = data.resolve_data_dir(data_dir)
+    return check_task_data(expand_tasks(list(tasks), root), root, num_fewshot, template)
 
 
 def default_device() -> str:
@@ -209,7 +218,8 @@ def collect_results(
                 shares[letter] += 1
             split["answer_shares"] = {k: v / len(rows) for k, v in sorted(shares.items())} if rows else {}
             if submission_dir is not None:
-                path = vmlu.write_submission(Path(submission_dir) / f"{task}_submission.csv", rows)
+                name = task.removeprefix(data.TASK_PREFIX)
+                path = vmlu.write_submission(Path(submission_dir) / f"{name}_submission.csv", rows)
                 split["submission"] = str(path)
             continue
         split.update(_metrics_of(raw["results"].get(task, {})))

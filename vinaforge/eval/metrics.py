@@ -1,10 +1,11 @@
-"""Per-document scores for multiple-choice tasks: ``acc``, byte-normalised ``acc_norm``, ``mc2``.
+"""The per-document scores lm-eval does not compute itself: TruthfulQA ``mc1``/``mc2``, unlabelled splits.
 
-lm-eval's built-in ``acc_norm`` divides a choice's log-likelihood by its length in characters.
-In Vietnamese a character may take one to four UTF-8 bytes (``a`` vs ``ặ``), and tokenizers see
-bytes, so we divide by UTF-8 bytes instead (lm-eval calls that ``acc_bytes``; our tasks report
-it under the usual name ``acc_norm``). The task YAMLs name these functions as
-``process_results``; lm-eval aggregates them (mean) and computes the standard errors.
+Multiple-choice tasks are scored by lm-eval itself, with its meanings: ``acc``; ``acc_norm``,
+the log-likelihood divided by the choice's length in characters; ``acc_bytes``, divided by its
+length in UTF-8 bytes (``ặ`` is one character and three bytes, and tokenizers see bytes, so
+``acc_bytes`` is the fairer length normalisation for Vietnamese; ``acc_norm`` is what published
+numbers mean). ``mc1``/``mc2`` are TruthfulQA's (Lin et al.), computed as lm-eval's Okapi
+tasks do, under their own names.
 
 Hand-written: a few lines, kept in one place so that every task scores the same way.
 """
@@ -13,10 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-
-
-def byte_length(text: str) -> int:
-    return len(text.encode("utf-8"))
 
 
 def argmax(values: Sequence[float]) -> int:
@@ -28,21 +25,8 @@ def argmax(values: Sequence[float]) -> int:
     return best
 
 
-def choice_scores(lls: Sequence[float], choices: Sequence[str]) -> tuple[int, int]:
-    """Predicted index by raw log-likelihood and by log-likelihood per UTF-8 byte."""
-    per_byte = [ll / max(byte_length(c), 1) for ll, c in zip(lls, choices, strict=True)]
-    return argmax(lls), argmax(per_byte)
-
-
 def _lls(results) -> list[float]:
     return [float(r[0]) for r in results]
-
-
-def process_results(doc: dict, results) -> dict:
-    """``acc`` and ``acc_norm`` (per byte) of one multiple-choice document."""
-    pred, pred_norm = choice_scores(_lls(results), doc["choices"])
-    gold = int(doc["gold"])
-    return {"acc": float(pred == gold), "acc_norm": float(pred_norm == gold)}
 
 
 def process_results_mc1(doc: dict, results) -> dict:

@@ -16,7 +16,7 @@ from vinaforge.io import atomic_path
 
 # metrics where lower is better (everything else: higher is better)
 LOWER_IS_BETTER = {"bits_per_byte", "token_perplexity", "tokens_per_syllable", "tokens_per_word"}
-HEADLINE = ("acc", "acc_norm", "mc1", "mc2")
+HEADLINE = ("acc", "acc_norm", "acc_bytes", "mc1", "mc2")
 NON_BENCHMARK = {"bpb", "fertility", "translation", "judge"}
 
 
@@ -85,20 +85,21 @@ def benchmarks_markdown(results: dict) -> str:
     rows = benchmark_rows(results)
     if not rows:
         return ""
-    lines = ["| benchmark | split | n | acc | acc_norm (per byte) |", "|---|---|---|---|---|"]
+    lines = ["| benchmark | split | n | acc | acc_norm (per char) | acc_bytes (per byte) |", "|---|---|---|---|---|---|"]
     for bench, split, m in rows:
         if "submission" in m or "answer_shares" in m:
             shares = ", ".join(f"{k} {v:.0%}" for k, v in (m.get("answer_shares") or {}).items())
-            lines.append(f"| {bench} | {split} | {m.get('n', '')} | submission written ({shares}) | |")
+            lines.append(f"| {bench} | {split} | {m.get('n', '')} | submission written ({shares}) | | |")
         elif "mc1" in m or "mc2" in m:
             lines.append(
                 f"| {bench} | {split} | {m.get('n', '')} | mc1 {fmt(m.get('mc1'), m.get('mc1_stderr'))}"
-                f" | mc2 {fmt(m.get('mc2'), m.get('mc2_stderr'))} |"
+                f" | mc2 {fmt(m.get('mc2'), m.get('mc2_stderr'))} | |"
             )
         else:
             lines.append(
                 f"| {bench} | {split} | {m.get('n', '')} | {fmt(m.get('acc'), m.get('acc_stderr'))}"
-                f" | {fmt(m.get('acc_norm'), m.get('acc_norm_stderr'))} |"
+                f" | {fmt(m.get('acc_norm'), m.get('acc_norm_stderr'))}"
+                f" | {fmt(m.get('acc_bytes'), m.get('acc_bytes_stderr'))} |"
             )
     out = "\n".join(lines) + "\n"
     for bench, split, m in rows:
@@ -160,9 +161,9 @@ def bar_chart(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # benchmark scores only ("bench/split metric", 0..1); acc_norm would double most bars
+    # benchmark scores only ("bench/split metric", 0..1); acc_norm/acc_bytes would triple most bars
     names = [
-        n for n in dict.fromkeys(k for s in series.values() for k in s) if "/" in n and "acc_norm" not in n
+        n for n in dict.fromkeys(k for s in series.values() for k in s) if "/" in n and "acc_norm" not in n and "acc_bytes" not in n
     ]
     if not names:
         return None

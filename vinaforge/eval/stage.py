@@ -1,5 +1,9 @@
 """The ``eval`` stage: bits per byte, tokenizer fertility, benchmarks and translation in one report.
 
+:class:`Config` is also what ``vinaforge eval --config FILE`` reads (flags and ``--set`` on top),
+so every setting is reachable from both the command line and a recipe; both call
+:func:`evaluate`.
+
 Each part (bits per byte, fertility, each benchmark, each translation direction) is saved under
 ``parts/`` as soon as it finishes; an interrupted stage resumes from the parts already there
 (``RESUMABLE``), and translation also keeps its finished hypotheses. The model loads once and
@@ -17,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -49,12 +53,15 @@ class TranslationConfig(StageConfig):
 
 
 class Config(StageConfig):
+    """Settings of the ``eval`` stage and of ``vinaforge eval``."""
+
     model: InputPath  # a model folder or "@stage/path"
     tokenizer: InputPath | None = None  # default: the model's own
     heldout: InputPaths = []  # texts for bits per byte
     heldout_field: str = "text"
     max_length: int = Field(1024, ge=8)
     bpb_batch_size: int = Field(8, ge=1)
+    allow_vocab_mismatch: bool = False  # accept a tokenizer much smaller than the model's vocabulary
     fertility: InputPaths = []  # Vietnamese texts for the tokenizer's tokens per syllable
     fertility_en: InputPaths = []  # English texts for tokens per word (optional)
     text_field: str = "text"  # JSONL field of the fertility texts
@@ -63,19 +70,23 @@ class Config(StageConfig):
     num_fewshot: int | None = Field(None, ge=0)
     limit: float | None = Field(None, gt=0)
     template: Literal["vi", "en"] = "vi"
-    chat_template: bool = False
-    batch_size: int | Literal["auto"] = "auto"
+    chat_template: bool = False  # prompt benchmarks through the model's chat template
+    fewshot_as_multiturn: bool = False  # with chat_template: each few-shot example is its own turn
+    system_instruction: str | None = None  # a system message before the benchmark prompts
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     max_batch_size: int = Field(64, ge=1)
     translation: TranslationConfig | None = None
     device: str | None = None
     dtype: str = "auto"
+    seed: int | None = None  # lm-eval's seeds (default: the recipe's seed, or 1234)
+    cache: str | None = None  # lm-eval's request cache (a SQLite path prefix): re-runs skip scored requests
 
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, value: list[str]) -> list[str]:
         known = set(data.BENCHMARKS) | set(data.TASK_INDEX)
         for name in value:
-            if name not in known:
+            if name not in known and data.task_name(name) not in known:
                 raise ValueError(f"unknown task {name!r}; known: {', '.join(sorted(known))}")
         return value
 
@@ -156,8 +167,10 @@ class _Loaded:
         return self._lm
 
 
-def _translation(config: TranslationConfig, loaded: _Loaded, parts: Path, out_dir: Path) -> dict:
+def _translation(config: TranslationConfig, loaded: _Loaded, parts: Path, out_dir: Path, seed: int) -> dict:
     from vinaforge.eval import translate
+    from vinaforge.generate import SamplingParams
+    from vinaforge.generate.local import LocalBackend
 
     if config.pairs:
         pairs = translate.read_pairs(config.pairs)
@@ -165,44 +178,43 @@ def _translation(config: TranslationConfig, loaded: _Loaded, parts: Path, out_di
         pairs = translate.read_aligned(config.en_file, config.vi_file)
     else:
         raise ValueError("translation: give 'pairs' (JSONL/TSV) or both 'en_file' and 'vi_file'")
+    params = SamplingParams(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature if config.do_sample else 0.0,
+        top_p=config.top_p if config.do_sample else 1.0,
+        seed=seed,
+    )
+    backend = None
     out = {}
     for direction in config.directions:
-        out[direction] = _part(
-            parts,
-            f"translation_{direction}",
-            lambda d=direction: translate.translate_pairs(
-                loaded.model,
-                loaded.tokenizer,
-                pairs,
-                d,
-                out_dir,
-                shots=config.shots,
-                chat=config.chat,
-                max_pairs=config.max_pairs,
-                batch_size=config.batch_size,
-                max_new_tokens=config.max_new_tokens,
-                do_sample=config.do_sample,
-                temperature=config.temperature,
-                top_p=config.top_p,
-            ),
-        )
+
+        def compute(d: str = direction) -> dict:
+            nonlocal backend
+            backend = backend or LocalBackend(loaded.model, loaded.tokenizer, batch_size=config.batch_size)
+            return translate.translate_pairs(backend, pairs, d, out_dir, shots=config.shots, chat=config.chat,
+                                             max_pairs=config.max_pairs, params=params)  # fmt: skip
+
+        out[direction] = _part(parts, f"translation_{direction}", compute)
     return out
 
 
-def run(config: Config, ctx: StageContext) -> StageResult:
+def evaluate(config: Config, work: Path, seed: int, submission_dir: Path | None = None) -> dict:
+    """Every part the config asks for → the results dict; finished parts are kept in ``work/parts``.
+
+    Paths in ``config`` are plain paths (the engine resolved every ``@stage/...``).
+    """
     started = time.time()
-    work = ctx.work_dir
     parts = work / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    model_path = ctx.resolve(config.model)
-    tok_path = ctx.resolve(config.tokenizer) if config.tokenizer else None
+    model_path = Path(config.model)
+    tok_path = Path(config.tokenizer) if config.tokenizer else None
     loaded = _Loaded(config, model_path, tok_path)
     results: dict = {}
 
     if config.heldout:
         from vinaforge.eval.bpb import bpb_of_model, read_texts
 
-        texts = read_texts([ctx.resolve(p) for p in config.heldout], field=config.heldout_field)
+        texts = read_texts([Path(p) for p in config.heldout], field=config.heldout_field)
         results["bpb"] = _part(
             parts,
             "bpb",
@@ -212,18 +224,20 @@ def run(config: Config, ctx: StageContext) -> StageResult:
                 texts,
                 max_length=config.max_length,
                 batch_size=config.bpb_batch_size,
+                allow_vocab_mismatch=config.allow_vocab_mismatch,
             ),
         )
     if config.fertility:
-        vi_files = [f for p in config.fertility for f in expand_inputs([str(ctx.resolve(p))])]
-        en_files = [f for p in config.fertility_en for f in expand_inputs([str(ctx.resolve(p))])]
+        vi_files = expand_inputs(config.fertility)
+        en_files = expand_inputs(config.fertility_en)
         results["fertility"] = _part(
             parts, "fertility", lambda: _fertility(loaded.tokenizer, vi_files, en_files, config.text_field)
         )
     if config.tasks:
-        from vinaforge.eval.harness import run_benchmarks
+        from vinaforge.eval.harness import check_benchmark_data, run_benchmarks
 
-        data_dir = ctx.resolve(config.data_dir) if config.data_dir else None
+        data_dir = Path(config.data_dir) if config.data_dir else None
+        check_benchmark_data(config.tasks, data_dir, config.num_fewshot, config.template)  # before the model loads
         for name in config.tasks:
             res = _part(
                 parts,
@@ -233,11 +247,14 @@ def run(config: Config, ctx: StageContext) -> StageResult:
                     [n],
                     data_dir=data_dir,
                     num_fewshot=config.num_fewshot,
-                    limit=config.limit,
+                    limit=_limit(config.limit),
                     template=config.template,
                     chat_template=config.chat_template,
-                    seed=ctx.seed or 1234,
-                    submission_dir=work / "submissions",
+                    fewshot_as_multiturn=config.fewshot_as_multiturn,
+                    system_instruction=config.system_instruction,
+                    seed=seed,
+                    submission_dir=submission_dir or work / "submissions",
+                    cache=config.cache,
                 ),
             )
             for bench, splits in res.items():
@@ -246,11 +263,23 @@ def run(config: Config, ctx: StageContext) -> StageResult:
             results.setdefault("_meta", {}).update({k: v for k, v in res["_meta"].items() if k != "tasks"})
             results["_meta"].setdefault("tasks", []).extend(res["_meta"]["tasks"])
     if config.translation:
-        results["translation"] = _translation(config.translation, loaded, parts, work / "translation")
+        results["translation"] = _translation(config.translation, loaded, parts, work / "translation", seed)
+    results.setdefault("_meta", {}).update(model=str(model_path), seconds=round(time.time() - started, 2))
+    return results
 
-    results.setdefault("_meta", {}).update(
-        model=str(model_path), stage=ctx.name, seconds=round(time.time() - started, 2)
-    )
+
+def _limit(value: float | None) -> int | float | None:
+    """lm-eval reads a limit below 1 as a fraction of the split and 1 or more as a count."""
+    if value is None:
+        return None
+    return int(value) if value >= 1 and float(value).is_integer() else value
+
+
+def run(config: Config, ctx: StageContext) -> StageResult:
+    work = ctx.work_dir
+    seed = config.seed if config.seed is not None else (ctx.seed or 1234)
+    results = evaluate(config, work, seed)
+    results["_meta"]["stage"] = ctx.name
     atomic_write_json(work / "results.json", results)
     flat = report.flatten(results)
     figures = []

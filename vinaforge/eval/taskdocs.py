@@ -16,7 +16,7 @@ from vinaforge.eval import data, templates
 
 def task_splits(task: str) -> tuple[data.Benchmark, data.SplitSpec]:
     try:
-        return data.TASK_INDEX[task]
+        return data.TASK_INDEX[data.task_name(task)]
     except KeyError:
         known = ", ".join(sorted(data.TASK_INDEX))
         raise data.TaskDataError(f"unknown task {task!r}; known tasks: {known}") from None

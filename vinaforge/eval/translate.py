@@ -1,10 +1,11 @@
-"""English↔Vietnamese translation: generate with transformers, score with sacrebleu chrF++ and BLEU.
+"""English↔Vietnamese translation: generate with :mod:`vinaforge.generate`, score with sacrebleu.
 
 Parallel data comes as JSONL ``{"en": ..., "vi": ...}`` (``.jsonl.gz`` too), as a TSV whose first
 two columns are English and Vietnamese (Tatoeba's export), or as two line-aligned text files.
-Generation is ``model.generate`` (greedy, or sampled with a seed), batched with left padding and
-stopped at the end of the line; ``--shots K`` puts the first K pairs in the prompt as examples
-and scores the rest. Scores are sacrebleu's ``corpus_score`` with its signatures recorded.
+Generation goes through a :class:`vinaforge.generate.Backend` (a local model, batched and
+left-padded, or an OpenAI-compatible endpoint), greedy or sampled with a seed and stopped at the
+end of the line; ``--shots K`` puts the first K pairs in the prompt as examples and scores the
+rest. Scores are sacrebleu's corpus chrF++ and BLEU with their signatures recorded.
 
 Hypotheses are appended to a JSONL file batch by batch, so an interrupted run resumes where it
 stopped. Hand-written: the prompt wording and file handling; generation and metrics are the
@@ -16,10 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from vinaforge.generate import Backend, GenRequest, SamplingParams
 from vinaforge.io import atomic_write_json, atomic_write_text, open_text
+from vinaforge.logs import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,10 @@ LABELS = {"en": "Tiếng Anh", "vi": "Tiếng Việt"}  # the prompt is in Vietn
 
 class ParallelDataError(ValueError):
     """A parallel file that cannot be used; the message names the file and line."""
+
+
+class TranslationError(RuntimeError):
+    """The model produced no text for a sentence (prompt over its context, endpoint down)."""
 
 
 @dataclass
@@ -110,62 +118,38 @@ def build_prompt(source: str, direction: str, examples: list[tuple[str, str]] = 
     return f"{head}{shots}{src_label}: {source}\n{tgt_label}:"
 
 
-def chat_prompt(tokenizer, source: str, direction: str, examples: list[tuple[str, str]] = ()) -> str:
-    """The same request as one user turn in the model's chat template."""
+def chat_messages(source: str, direction: str, examples: list[tuple[str, str]] = ()) -> list[dict[str, str]]:
+    """The same request as one user turn; the backend applies the model's chat template."""
     text = build_prompt(source, direction, examples).rsplit("\n", 1)[0]
-    messages = [{"role": "user", "content": text}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return [{"role": "user", "content": text}]
 
 
 def first_line(text: str) -> str:
     return text.strip().split("\n", 1)[0].strip()
 
 
-def generate(
-    model,
-    tokenizer,
-    prompts: list[str],
-    *,
-    batch_size: int = 8,
-    max_new_tokens: int = 128,
-    do_sample: bool = False,
-    temperature: float = 0.7,
-    top_p: float = 0.9,
-    seed: int = 0,
-    on_batch=None,
+def translate_texts(
+    backend: Backend,
+    requests: list[GenRequest],
+    params: SamplingParams,
+    on_batch: Callable[[dict[int, str]], None] | None = None,
 ) -> list[str]:
-    """Continuations of ``prompts`` (first line only), batched with left padding."""
-    import torch
-    from rich.progress import Progress
-
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    outputs: list[str] = [""] * len(prompts)
-    gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=tokenizer.pad_token_id)
-    if do_sample:
-        gen_kwargs.update(temperature=temperature, top_p=top_p)
-    model.eval()
-    with Progress(transient=True) as progress:
-        bar = progress.add_task("translating", total=len(prompts))
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            enc = tokenizer(
-                [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=True
-            )
-            enc = {k: v.to(device) for k, v in enc.items()}
-            if do_sample:
-                torch.manual_seed(seed + start)
-            with torch.no_grad():
-                out = model.generate(**enc, stop_strings=["\n"], tokenizer=tokenizer, **gen_kwargs)
-            texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            for i, text in zip(idx, texts, strict=True):
-                outputs[i] = first_line(text)
+    """First lines of the backend's continuations, chunk by chunk (shortest prompts together)."""
+    order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt or str(requests[i].messages)))
+    outputs = [""] * len(requests)
+    step = max(1, int(getattr(backend, "batch_size", 0) or 8))
+    with progress_bar() as bar:
+        task = bar.add_task("translating", total=len(requests))
+        for start in range(0, len(order), step):
+            idx = order[start : start + step]
+            done = backend.generate([requests[i] for i in idx], params)
+            for i, c in zip(idx, done, strict=True):
+                if not c.ok:
+                    raise TranslationError(f"generation failed: {c.error}")
+                outputs[i] = first_line(c.text or "")
             if on_batch:
                 on_batch({i: outputs[i] for i in idx})
-            progress.advance(bar, len(idx))
+            bar.advance(task, len(idx))
     return outputs
 
 
@@ -199,8 +183,7 @@ def _load_done(path: Path) -> dict[int, str]:
 
 
 def translate_pairs(
-    model,
-    tokenizer,
+    backend: Backend,
     pairs: list[Pair],
     direction: str,
     out_dir: str | os.PathLike,
@@ -208,13 +191,17 @@ def translate_pairs(
     shots: int = 0,
     chat: bool = False,
     max_pairs: int | None = None,
-    **gen,
+    params: SamplingParams | None = None,
 ) -> dict:
     """Translate, score and write ``<direction>.hyps.jsonl`` + ``<direction>.json`` in ``out_dir``.
 
     Finished hypotheses are kept in ``<direction>.partial.jsonl`` as they come, and reused when
-    the same call is repeated after an interruption.
+    the same call is repeated after an interruption. Completion prompts stop at the end of the
+    line; chat requests go through the model's chat template (``vi_qa`` when it has none).
     """
+    params = params or SamplingParams(max_new_tokens=128)
+    if not chat and "\n" not in params.stop:
+        params = replace(params, stop=[*params.stop, "\n"])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if shots >= len(pairs):
@@ -222,14 +209,11 @@ def translate_pairs(
     examples = [sides(p, direction) for p in pairs[:shots]]
     scored = pairs[shots:][:max_pairs] if max_pairs else pairs[shots:]
     src_ref = [sides(p, direction) for p in scored]
-    if chat and not getattr(tokenizer, "chat_template", None):
-        raise ValueError("the tokenizer has no chat template; translate without --chat")
-    make = (
-        (lambda s: chat_prompt(tokenizer, s, direction, examples))
-        if chat
-        else (lambda s: build_prompt(s, direction, examples))
-    )
-    prompts = [make(s) for s, _ in src_ref]
+    prompts = [
+        GenRequest(messages=chat_messages(s, direction, examples)) if chat
+        else GenRequest(prompt=build_prompt(s, direction, examples))
+        for s, _ in src_ref
+    ]  # fmt: skip
     partial = out / f"{direction}.partial.jsonl"
     done = _load_done(partial)
     todo = [i for i in range(len(prompts)) if i not in done]
@@ -243,11 +227,12 @@ def translate_pairs(
             fh.flush()
 
         if todo:
-            new = generate(model, tokenizer, [prompts[i] for i in todo], on_batch=keep, **gen)
+            new = translate_texts(backend, [prompts[i] for i in todo], params, on_batch=keep)
             done.update({todo[j]: h for j, h in enumerate(new)})
     hyps = [done[i] for i in range(len(prompts))]
     result = score(hyps, [r for _, r in src_ref])
-    result.update(direction=direction, shots=shots, chat=chat, sampled=bool(gen.get("do_sample")))
+    result.update(direction=direction, shots=shots, chat=chat, sampled=not params.greedy,
+                  generator=backend.describe())  # fmt: skip
     rows = [
         {"source": s, "reference": r, "hypothesis": h, "where": p.where}
         for (s, r), h, p in zip(src_ref, hyps, scored, strict=True)

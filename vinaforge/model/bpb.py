@@ -50,6 +50,8 @@ def text_windows(ids: list[int], prefix: int, max_length: int) -> list[tuple[lis
     Each window is ``(input_ids, n_scored)``: the window's last ``n_scored`` positions predict new
     tokens. Windows are disjoint; each starts with the token before its first target.
     """
+    if max_length < 1:
+        raise ValueError(f"max_length must be at least 1 token, got {max_length}")
     seq = [prefix, *ids]
     out = []
     start = 0  # index in seq of the first input token of this window
@@ -67,10 +69,22 @@ def bits_per_byte(
     max_length: int = 1024,
     batch_size: int = 8,
     device: str | None = None,
+    allow_vocab_mismatch: bool = False,
 ) -> BpbResult:
-    """Score every token of every text (first token conditioned on BOS, or EOS if no BOS)."""
+    """Score every token of every text (first token conditioned on BOS, or EOS if no BOS).
+
+    Refuses a tokenizer that is not the model's (see :func:`~vinaforge.model.resize.check_fits_model`):
+    a figure from the wrong tokenizer looks plausible and is meaningless.
+    """
     import torch
 
+    from vinaforge.model.resize import check_fits_model
+
+    if max_length < 1:
+        raise ValueError(f"max_length must be at least 1 token, got {max_length}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    check_fits_model(model, tokenizer, allow_smaller=allow_vocab_mismatch)
     device = device or next(model.parameters()).device
     prefix = _prefix_id(tokenizer)
     windows: list[tuple[list[int], int]] = []

@@ -118,12 +118,14 @@ def info(
     """Show a model folder's architecture, size, provenance (random init?) and resize record."""
     import json
 
-    from vinaforge.model.tiny import RANDOM_INIT_LABEL, vinaforge_meta
+    from vinaforge.model.load import ModelLoadError, check_weights, read_model_config
+    from vinaforge.model.tiny import RANDOM_INIT_LABEL
 
     try:
-        meta = vinaforge_meta(model)
-        cfg = json.loads((model / "config.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError) as err:
+        cfg = read_model_config(model)
+        meta = dict(cfg.get("vinaforge") or {})
+        weights = check_weights(model)
+    except ModelLoadError as err:
         _fail(err)
         return
     typer.echo(f"architecture: {', '.join(cfg.get('architectures') or ['?'])}")
@@ -136,5 +138,6 @@ def info(
     ):
         typer.echo(f"{key}: {cfg.get(key)}")
     typer.echo(f"weights: {RANDOM_INIT_LABEL if meta.get('random_init') else 'from a checkpoint'}")
+    typer.echo(f"weight files: {', '.join(f.name for f in weights) or 'none (.safetensors)'}")
     if meta.get("resize"):
         typer.echo(f"resize: {json.dumps(meta['resize'], ensure_ascii=False)}")

@@ -61,6 +61,46 @@ def check_model_source(name_or_path: str) -> None:
         raise ModelLoadError(f"model path {p} is a file; expected a Hugging Face model folder")
     if not (p / "config.json").is_file():
         raise ModelLoadError(f"model folder {p} has no config.json; is it a Hugging Face model folder?")
+    read_model_config(p)
+    check_weights(p)
+
+
+def read_model_config(folder: str | Path) -> dict:
+    """``config.json`` of a model folder; a malformed file is an error naming it and the line."""
+    import json
+
+    path = Path(folder) / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path} not found: not a Hugging Face model folder") from None
+    except UnicodeDecodeError as err:
+        raise ModelLoadError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise ModelLoadError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def check_weights(folder: str | Path) -> list[Path]:
+    """Open every ``*.safetensors`` file of a model folder; a truncated or damaged one is an error.
+
+    ``safetensors`` checks at open time that the header is whole and that the data covers every
+    tensor it declares, so this reads only the headers, not the weights.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    for f in files:
+        try:
+            with safe_open(str(f), framework="numpy"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise ModelLoadError(
+                f"{f}: truncated or damaged safetensors file ({str(err).strip().splitlines()[0]})"
+            ) from None
+    return files
 
 
 def load_causal_lm(

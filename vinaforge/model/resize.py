@@ -128,13 +128,34 @@ def check_extends(base_tokenizer, new_tokenizer) -> None:
         )
 
 
-def check_fits_model(model, tokenizer) -> None:
-    """Raise when the tokenizer has ids the model has no embedding row for."""
+def vocab_slack(rows: int) -> int:
+    """Embedding rows a model may have beyond its tokenizer (padding to a multiple, reserved ids).
+
+    Published models pad by up to a few percent (Qwen2: 271 rows, DeepSeek-V2: 2.3%); a tokenizer
+    that leaves more rows unused than this is not the model's own.
+    """
+    return max(256, math.ceil(0.03 * rows))
+
+
+def check_fits_model(model, tokenizer, allow_smaller: bool = False) -> None:
+    """Raise when the tokenizer does not belong to the model.
+
+    A tokenizer with ids the model has no row for would crash (``IndexError``); one much smaller
+    than the model's vocabulary silently gives a wrong figure (bits per byte, training), so it
+    is refused too, unless ``allow_smaller`` says the user meant it.
+    """
     rows = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > rows:
+    n = len(tokenizer)
+    if n > rows:
         raise TokenizerMismatchError(
-            f"tokenizer {tokenizer_name(tokenizer)} has {len(tokenizer)} ids but the model has only {rows} "
-            "embedding rows: this tokenizer does not belong to this model (pass the model's own base tokenizer)"
+            f"tokenizer {tokenizer_name(tokenizer)} has {n} ids but the model has only {rows} "
+            "embedding rows: this tokenizer does not belong to this model (pass the model's own tokenizer)"
+        )
+    if not allow_smaller and rows - n > vocab_slack(rows):
+        raise TokenizerMismatchError(
+            f"tokenizer {tokenizer_name(tokenizer)} has {n} ids but the model has {rows} embedding rows: "
+            "it is not this model's tokenizer (use the model's own, or allow_vocab_mismatch / "
+            "--allow-vocab-mismatch if you mean it)"
         )
 
 

@@ -183,17 +183,15 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     from vinaforge.model.tiny import is_random_init, save_model
 
     seed = ctx.seed if config.seed is None else config.seed
-    if config.base is not None:
-        config = config.model_copy(update={"base": str(ctx.resolve(config.base))})
-    if config.base_tokenizer:
-        base_tok = load_base_tokenizer(str(ctx.resolve(config.base_tokenizer)))
+    if config.base_tokenizer:  # paths and @stage references arrive resolved by the engine
+        base_tok = load_base_tokenizer(config.base_tokenizer)
     else:
         base_tok = load_tokenizer(config.base)
     model = build_or_load(config, base_tok, seed)
     info = None
     out_tok = base_tok
     if config.tokenizer:
-        out_tok = load_tokenizer(str(ctx.resolve(config.tokenizer)))
+        out_tok = load_tokenizer(config.tokenizer)
         info = extend_model(
             model,
             base_tok,

@@ -80,7 +80,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     from vinaforge.text.normalize import normalize_text
     from vinaforge.text.stats import TextStats, doc_stats
 
-    patterns = [str(ctx.resolve(p)) for p in config.inputs]
+    patterns = [str(p) for p in config.inputs]  # resolved by the engine
     files = expand_inputs(patterns)
     if not files:
         raise FileNotFoundError(f"stage {ctx.name!r}: inputs {config.inputs} contain no text files")

@@ -55,7 +55,7 @@ def _eval_texts(ctx: StageContext, paths: list[str], field: str, limit: int) -> 
     from vinaforge.tokenizer.fertility import load_texts
 
     texts: list[str] = []
-    for f in expand_inputs([str(p) for p in ctx.resolve_all(paths)]):
+    for f in expand_inputs([str(p) for p in paths]):
         texts += load_texts(f, field, limit)
     return texts
 
@@ -119,8 +119,8 @@ def run(config: Config, ctx: StageContext) -> StageResult:
 
     out = ctx.work_dir / "tokenizer"
     settings = config.settings()
-    corpus = [str(p) for p in ctx.resolve_all(config.corpus)] if config.corpus else None
-    vocab = ctx.resolve(config.vocab) if config.vocab else None
+    corpus = [str(p) for p in config.corpus] if config.corpus else None  # resolved by the engine
+    vocab = Path(config.vocab) if config.vocab else None
     source = {"corpus": corpus, "vocab": str(vocab) if vocab is not None else None}
     if _reusable(out, settings, config.base, source):
         ctx.log.info("reusing the extended tokenizer already in %s", out)

@@ -79,6 +79,80 @@ def cpt(
         _print_summary(summary, output)
 
 
+@app.command("plan")
+def plan_cmd(
+    config: Annotated[Path, typer.Argument(help="YAML file of CptConfig settings.")],
+    gpus: Annotated[int, typer.Option("--gpus", min=1, help="GPUs in the job (all machines).")] = 1,
+    gpu_mem: Annotated[float, typer.Option("--gpu-mem", min=1, help="GiB of memory per GPU.")] = 80.0,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override a key: KEY=VALUE.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+) -> None:
+    """Memory per GPU for DDP, FSDP2, ZeRO-2/3; says whether it fits and what to change if not."""
+    import json
+
+    from vinaforge.logs import fail, setup_console
+    from vinaforge.recipe import RecipeError, load_stage_config
+
+    setup_console(logging.WARNING)
+    try:
+        from vinaforge.train.config import CptConfig
+
+        cfg = load_stage_config(CptConfig, config, set_)
+    except RecipeError as err:
+        fail(str(err))
+        return
+    from vinaforge.train.plan import plan, render
+
+    try:
+        result = plan(cfg, gpus, gpu_mem)
+    except (OSError, ValueError) as err:
+        fail(f"{config}: model: cannot read the config of {cfg.model!r}: {err}")
+        return
+    typer.echo(json.dumps(result, indent=1) if as_json else render(result))
+    if not result["fits"]:
+        raise typer.Exit(1)
+
+
+@app.command("tokenize")
+def tokenize_cmd(
+    inputs: Annotated[list[str], typer.Argument(help="JSONL(.gz) files or folders (e.g. curated/kept/high).")],
+    tokenizer: Annotated[str, typer.Option("--tokenizer", "-t", help="HF tokenizer folder.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the tokenized source.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="KEY=VALUE: executor, workers, tasks, slurm.partition, field..."),
+    ] = None,
+) -> None:
+    """Tokenize with datatrove (local, Slurm or Ray) into a folder a cpt source reads (kind: packed)."""
+    from vinaforge.logs import fail, setup_console
+    from vinaforge.recipe import RecipeError, load_stage_config
+
+    setup_console(logging.INFO)
+    try:
+        from vinaforge.train.pretokenize import TokenizeConfig
+
+        cfg = load_stage_config(
+            TokenizeConfig, None, set_, base={"inputs": list(inputs), "tokenizer": tokenizer}
+        )
+    except RecipeError as err:
+        fail(str(err))
+        return
+    from vinaforge.model.load import ModelLoadError
+    from vinaforge.train.pretokenize import tokenize_corpus
+
+    try:
+        packed = tokenize_corpus(cfg, output)
+    except (ValueError, FileNotFoundError, ModelLoadError) as err:
+        fail(str(err))
+        return
+    typer.echo(
+        f"{packed.meta['n_docs']:,} documents, {packed.n_tokens:,} tokens -> {output} "
+        f"(use it as a cpt source: {{kind: packed, paths: [{output}]}})"
+    )
+
+
 def _print_summary(summary: dict, output: Path) -> None:
     from rich.console import Console
 

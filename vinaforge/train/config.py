@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from vinaforge.model.trainable import LoraSettings
+from vinaforge.recipe import InputPaths
 from vinaforge.stage import StageConfig
 
 # Keys that change how a run is watched, not what it computes: a checkpoint written under one value
@@ -42,8 +43,10 @@ OPERATIONAL_KEYS = frozenset(
 class SourceConfig(StageConfig):
     """One data source: files, folders or globs of one kind of record."""
 
-    paths: list[str] = Field(min_length=1, description="files, folders or globs; `@stage/...` in recipes")
-    kind: Literal["text", "parallel", "instruct"] = "text"
+    paths: InputPaths = Field(min_length=1, description="files, folders or globs; `@stage/...` in recipes")
+    kind: Literal["text", "parallel", "instruct", "packed"] = Field(
+        "text", description="packed: one folder written by `vinaforge train tokenize`"
+    )
     field: str = Field("text", description="text field of JSONL/parquet records (kind: text)")
     # kind: parallel (En<->Vi pairs -> translation examples in both directions)
     src_field: str = "en"
@@ -176,7 +179,7 @@ class PhaseConfig(StageConfig):
 class HeldoutConfig(StageConfig):
     """Held-out Vietnamese texts scored (loss and bits per byte) every ``eval_every`` steps."""
 
-    paths: list[str] = Field(min_length=1)
+    paths: InputPaths = Field(min_length=1)
     field: str = "text"
     max_texts: int = Field(256, gt=0)
     max_length: int | None = Field(None, gt=0, description="window length; default: seq_len")
@@ -188,6 +191,9 @@ class CptConfig(StageConfig):
 
     model: str = Field(description="HF model folder or hub id (in recipes, e.g. `@model/model`)")
     tokenizer: str | None = Field(None, description="default: the model's own folder")
+    allow_vocab_mismatch: bool = Field(
+        False, description="accept a tokenizer much smaller than the model's vocabulary (never a larger one)"
+    )
     num_base_rows: int | None = Field(
         None, gt=0, description="rows of the base vocabulary (new_embeddings); default: from the model folder"
     )
@@ -205,6 +211,24 @@ class CptConfig(StageConfig):
     doc_masking: bool = Field(False, description="no attention across documents (position ids reset per doc)")
     gradient_checkpointing: bool = False
     compile: bool = Field(False, description="torch.compile the model")
+    # memory and speed levers (docs/training.md "Fitting large models" and "Speed levers")
+    model_dtype: Literal["fp32", "bf16"] = Field(
+        "fp32", description="dtype of the weights while training; bf16 halves weight/grad/optimizer memory"
+    )
+    save_dtype: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="dtype of final/; auto: bf16 when trained in bf16 (precision or model_dtype)"
+    )
+    optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = Field(
+        "adamw", description="8-bit variants: bitsandbytes (optimizer state in 2 bytes per parameter)"
+    )
+    qlora: bool = Field(
+        False, description="load the base in 4-bit NF4 (bitsandbytes) and train LoRA: one phase, trainable: lora"
+    )
+    fused_loss: Literal["none", "chunked", "liger"] = Field(
+        "none", description="LM head + cross-entropy without the full logits (chunked: any device; liger: GPU)"
+    )
+    loss_chunk_size: int = Field(1024, gt=0, description="positions per chunk for fused_loss: chunked")
+    liger_kernels: bool = Field(False, description="Liger's RMSNorm/SwiGLU/RoPE Triton kernels (GPU)")
     max_grad_norm: float = Field(1.0, gt=0)
     adam_beta1: float = Field(0.9, ge=0, lt=1)
     adam_beta2: float = Field(0.95, ge=0, lt=1)
@@ -244,6 +268,10 @@ class CptConfig(StageConfig):
                 check_mixture_sources(phase.mixture, self.data.sources, f"phases.{i}.mixture")
             if phase.lora is not None and phase.trainable != "lora":
                 raise ValueError(f"phases.{i}.lora: only used with trainable: lora (got {phase.trainable!r})")
+        if self.qlora:
+            from vinaforge.train.fit import check_qlora_phases
+
+            check_qlora_phases(self.phases)
         return self
 
     @property

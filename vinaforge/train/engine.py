@@ -24,6 +24,7 @@ not a weighted multi-source stream whose weights change with progress).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from vinaforge.io import atomic_path, atomic_write_json, expand_inputs, iter_texts
+from vinaforge.io import atomic_path, atomic_write_json, expand_inputs, iter_texts, stat_fingerprint
 from vinaforge.train.checkpoint import (
     Checkpoint,
     latest_checkpoint,
@@ -122,6 +123,11 @@ def build_scheduler(optimizer, phase: PhaseConfig, steps: int):
 def build_optimizer(param_groups: list[dict], phase: PhaseConfig, cfg: CptConfig, device_type: str):
     import torch
 
+    if cfg.optimizer != "adamw":
+        from vinaforge.train.fit import build_8bit_optimizer
+
+        betas = (cfg.adam_beta1, cfg.adam_beta2)
+        return build_8bit_optimizer(param_groups, cfg.optimizer, phase.lr, betas, cfg.adam_eps)
     fused = cfg.fused_adamw if cfg.fused_adamw is not None else device_type in ("cuda", "cpu")
     kwargs: dict[str, Any] = {"lr": phase.lr, "betas": (cfg.adam_beta1, cfg.adam_beta2), "eps": cfg.adam_eps}
     if fused:
@@ -170,13 +176,20 @@ def scored_tokens(batch: dict) -> int:
     return int((batch["labels"][:, 1:] != -100).sum())
 
 
-def load_heldout(cfg: CptConfig, resolve: Callable[[str], Path]) -> list[str]:
+def input_fingerprint(cfg: CptConfig) -> dict[str, str]:
+    """Cheap fingerprints (names, sizes, modification times) of what the run trains from."""
+    paths = [cfg.model, cfg.tokenizer or cfg.model]
+    paths += [p for src in cfg.data.sources.values() for p in src.paths]
+    return stat_fingerprint(paths)
+
+
+def load_heldout(cfg: CptConfig) -> list[str]:
     if cfg.heldout is None:
         return []
     texts: list[str] = []
     for pattern in cfg.heldout.paths:
         try:
-            files = expand_inputs([str(resolve(pattern))])
+            files = expand_inputs([str(pattern)])
         except FileNotFoundError as err:
             raise TrainingError(f"heldout.paths: {err}") from err
         for f in files:
@@ -276,18 +289,24 @@ class CptTrainer:
         self,
         cfg: CptConfig,
         output_dir: str | Path,
-        resolve: Callable[[str], Path] | None = None,
         callbacks: Sequence[Callable[[dict], None]] = (),
         default_seed: int = 0,
+        inputs: dict[str, str] | None = None,
     ):
         self.cfg = cfg
         self.out = Path(output_dir)
-        self.resolve = resolve or (lambda v: Path(v))
         self.callbacks = list(callbacks)
         self.seed = cfg.seed if cfg.seed is not None else default_seed
-        self.config_hash = cfg.trajectory_hash()
+        # checkpoints record which inputs (model weights, tokenizer, data) they were trained from:
+        # a checkpoint of an older model is refused, not resumed, even under the same settings
+        self.inputs = inputs if inputs is not None else input_fingerprint(cfg)
+        self.trajectory = {**cfg.trajectory_dict(), "inputs": self.inputs}
+        self.config_hash = hashlib.sha256(
+            json.dumps(self.trajectory, sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()
         self.ckpt_root = self.out / "checkpoints"
         self.final_state_dict = None
+        self.sharded_rows = None  # new_embeddings bookkeeping on FSDP shards (vinaforge.train.distributed)
 
     # ------------------------------------------------------------------ set-up
 
@@ -323,6 +342,10 @@ class CptTrainer:
             ),
             **kwargs,
         )
+        if not torch.cuda.is_available():
+            from vinaforge.train.distributed import enable_cpu_fsdp
+
+            enable_cpu_fsdp(acc)
         if acc.distributed_type == "DEEPSPEED":
             gas = acc.state.deepspeed_plugin.deepspeed_config.get("gradient_accumulation_steps")
             if gas not in (None, "auto", self.cfg.grad_accum):
@@ -333,14 +356,15 @@ class CptTrainer:
         return acc
 
     def _load_model_and_tokenizer(self):
-        from vinaforge.model.load import load_causal_lm, load_tokenizer
+        from vinaforge.model.load import load_tokenizer
         from vinaforge.model.resize import check_fits_model
+        from vinaforge.train.fit import load_training_model
 
-        model_path = str(self.resolve(self.cfg.model))
-        tok_path = str(self.resolve(self.cfg.tokenizer)) if self.cfg.tokenizer else model_path
+        model_path = str(self.cfg.model)
+        tok_path = str(self.cfg.tokenizer) if self.cfg.tokenizer else model_path
         tokenizer = load_tokenizer(tok_path)
-        model = load_causal_lm(model_path, dtype="float32", attn_implementation=self.cfg.attn_implementation)
-        check_fits_model(model, tokenizer)
+        model = load_training_model(self.cfg, model_path)
+        check_fits_model(model, tokenizer, allow_smaller=self.cfg.allow_vocab_mismatch)
         if tokenizer.eos_token_id is None:
             raise TrainingError(f"tokenizer {tok_path} has no EOS token: documents cannot be separated")
         self.model_path = model_path
@@ -355,7 +379,7 @@ class CptTrainer:
                     "or choose another --output"
                 )
             return None
-        ckpt = latest_checkpoint(self.ckpt_root, self.config_hash, self.cfg.trajectory_dict())
+        ckpt = latest_checkpoint(self.ckpt_root, self.config_hash, self.trajectory)
         if ckpt is None and has_ckpts:
             log.warning("no usable checkpoint in %s: starting from the beginning", self.ckpt_root)
         return ckpt
@@ -382,7 +406,11 @@ class CptTrainer:
         self.acc = acc
         set_seed(self.seed)
         model, tokenizer = self._load_model_and_tokenizer()
-        model.to(acc.device)
+        if not self.cfg.qlora:  # a 4-bit model is already on its device
+            model.to(acc.device)
+        from vinaforge.train.levers import apply_levers
+
+        apply_levers(model, self.cfg.fused_loss, self.cfg.liger_kernels, self.cfg.loss_chunk_size)
         self.tokenizer = tokenizer
 
         world = acc.num_processes
@@ -392,15 +420,12 @@ class CptTrainer:
         self.plans = plans
         self.total_steps = sum(p.steps for p in plans)
 
-        cache = (
-            Path(self.resolve(self.cfg.data.cache_dir)) if self.cfg.data.cache_dir else self.out / "packed"
-        )
+        cache = Path(self.cfg.data.cache_dir) if self.cfg.data.cache_dir else self.out / "packed"
         with acc.main_process_first():
             self.sources = pack_sources(
                 self.cfg.data.sources,
                 tokenizer,
                 cache,
-                self.resolve,
                 self.cfg.data.add_bos,
                 self.cfg.data.tokenize_batch,
                 progress=self.cfg.progress and acc.is_local_main_process,
@@ -410,7 +435,7 @@ class CptTrainer:
         for plan in plans:  # fail now, not at phase 3, on a source too small for one sequence
             for seg in plan.config.mixture or self.cfg.data.mixture or [MixtureSegment(weights=self.natural)]:
                 self.sampler.check(seg.normalised())
-        self.heldout = load_heldout(self.cfg, self.resolve)
+        self.heldout = load_heldout(self.cfg)
         self.metrics = MetricsLog(self.out / METRICS_FILE, acc.is_main_process)
 
         self.flops_token = flops_per_token(model, self.cfg.seq_len)
@@ -495,6 +520,11 @@ class CptTrainer:
             set_activation_checkpointing(trainable.model, True)
         optimizer = build_optimizer(trainable.param_groups(phase.weight_decay), phase, cfg, acc.device.type)
         scheduler = build_scheduler(optimizer, phase, plan.steps)
+        sharded_rows = None
+        if trainable.frozen_rows and acc.distributed_type in _SHARDED:
+            from vinaforge.train.distributed import ShardedFrozenRows
+
+            sharded_rows = ShardedFrozenRows(ShardedFrozenRows.names_of(trainable))
         wrapped, optimizer = acc.prepare(trainable.model, optimizer)
         if ckpt is not None:
             acc.load_state(str(ckpt.path))
@@ -505,6 +535,9 @@ class CptTrainer:
         else:
             state.phase_index, state.phase_step = plan.index, 0
             state.phase_start_drawn = dict(self.sampler.drawn)
+        if sharded_rows is not None:  # after load_state: the base rows are those of the loaded shards
+            sharded_rows.attach(wrapped, trainable)
+        self.sharded_rows = sharded_rows
         info = trainable.summary()
         log.info(
             "phase %s (%d/%d): trainable %s = %s parameters, %d steps, lr %g, %s schedule",
@@ -546,7 +579,11 @@ class CptTrainer:
         if plan.index == len(self.plans) - 1 and acc.distributed_type in _SHARDED:
             self.final_state_dict = acc.get_state_dict(wrapped)  # gathered from the shards
         model = acc.unwrap_model(wrapped)
-        if phase.trainable == "lora":
+        if phase.trainable == "lora" and cfg.qlora:
+            from vinaforge.train.fit import merge_qlora_into_base
+
+            model = merge_qlora_into_base(model, self.model_path, torch.float32, cfg.attn_implementation)
+        elif phase.trainable == "lora":
             model = merge_lora(model)
         trainable.release()
         if cfg.gradient_checkpointing:
@@ -607,6 +644,8 @@ class CptTrainer:
                 acc.backward(out.loss * (world * cfg.grad_accum))
                 loss_sum += out.loss.detach()
                 if acc.sync_gradients:
+                    if self.sharded_rows is not None:
+                        self.sharded_rows.zero_frozen_grads()
                     grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 if acc.sync_gradients:
@@ -682,6 +721,7 @@ class CptTrainer:
             self.heldout,
             max_length=h.max_length or self.cfg.seq_len,
             batch_size=h.batch_size,
+            allow_vocab_mismatch=self.cfg.allow_vocab_mismatch,
         )
         model.train()
         record = {
@@ -750,7 +790,7 @@ class CptTrainer:
             save_states,
             state.to_dict(),
             self.config_hash,
-            self.cfg.trajectory_dict(),
+            self.trajectory,
             acc.is_main_process,
             acc.wait_for_everyone,
         )
@@ -776,9 +816,18 @@ class CptTrainer:
                     "config_hash": self.config_hash,
                 },
             )
+            from vinaforge.train.fit import cast_state_dict, save_torch_dtype
+            from vinaforge.train.levers import disable_levers
+
+            dtype = save_torch_dtype(self.cfg, self.precision)
+            disable_levers(model)
+            if self.final_state_dict is None:
+                model.to(dtype)
+            else:  # gathered from shards: cast the copy, record the dtype in config.json
+                model.config.dtype = dtype
             with atomic_path(final) as tmp:
                 tmp.mkdir(parents=True)
-                model.save_pretrained(tmp, state_dict=self.final_state_dict)
+                model.save_pretrained(tmp, state_dict=cast_state_dict(self.final_state_dict, dtype))
                 self.tokenizer.save_pretrained(tmp)
             log.info("final model and tokenizer saved to %s", final)
         acc.wait_for_everyone()
@@ -796,7 +845,7 @@ class CptTrainer:
             "config_hash": self.config_hash,
             "model": self.model_path,
             "random_init": is_random_init(final) if final.is_dir() else None,
-            "final": str(final),
+            "final": final.name,  # relative to this summary: the folder may be renamed after the run
             "steps": self.state.global_step,
             "tokens": self.state.tokens_seen,
             "processes": self.acc.num_processes,
@@ -835,11 +884,15 @@ def train_cpt(
     cfg: CptConfig,
     output_dir: str | Path,
     resume: bool = False,
-    resolve: Callable[[str], Path] | None = None,
     callbacks: Sequence[Callable[[dict], None]] = (),
     default_seed: int = 0,
+    inputs: dict[str, str] | None = None,
 ) -> dict:
     """Run continued pretraining; returns the summary (also in ``output_dir/summary.json``).
+
+    Paths in ``cfg`` are used as given (the run engine resolves ``@stage/...`` first). ``inputs``
+    (path -> content hash) is what checkpoints record as their inputs; by default a cheap
+    fingerprint (sizes and modification times) of the model, tokenizer and data paths.
 
     Raises :class:`TrainingInterrupted` after checkpointing on SIGTERM/Ctrl-C, :class:`TrainingError`
     or :class:`~vinaforge.train.checkpoint.CheckpointError` with a message naming the cause.
@@ -850,6 +903,6 @@ def train_cpt(
     if cfg.cpu_threads:
         torch.set_num_threads(cfg.cpu_threads)
     try:
-        return CptTrainer(cfg, output_dir, resolve, callbacks, default_seed).run(resume=resume)
+        return CptTrainer(cfg, output_dir, callbacks, default_seed, inputs).run(resume=resume)
     finally:
         torch.set_num_threads(threads)

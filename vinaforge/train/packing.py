@@ -103,7 +103,7 @@ def iter_records(
     """Records of a source, in file order; unusable ones go to ``rejects`` with a reason."""
     for path in files:
         if cfg.kind == "text":
-            for i, text in enumerate(iter_texts(path, cfg.field), 1):
+            for i, text in enumerate(iter_texts(path, cfg.field, error=PackingError), 1):
                 rec = Record(str(path), i, text=text)
                 if not text.strip():
                     rejects(rec, "empty text", {})
@@ -271,16 +271,19 @@ def pack_source(
     cfg: SourceConfig,
     tokenizer,
     out_root: str | Path,
-    resolve: Callable[[str], Path] = Path,
     add_bos: bool = False,
     batch_size: int = 512,
     progress: bool = True,
 ) -> PackedSource:
     """Tokenize one source into ``out_root/<name>-<key>/`` (reused when inputs and settings match)."""
+    if cfg.kind == "packed":  # tokenized beforehand by `vinaforge train tokenize` (datatrove)
+        from vinaforge.train.pretokenize import open_pretokenized
+
+        return open_pretokenized(cfg.paths[0], tokenizer, name)
     files = []
     for pattern in cfg.paths:
         try:
-            files.extend(expand_inputs([str(resolve(pattern))]))
+            files.extend(expand_inputs([str(pattern)]))
         except FileNotFoundError as err:
             raise PackingError(f"data.sources.{name}.paths: {err}") from err
     if not files:
@@ -421,12 +424,11 @@ def pack_sources(
     sources: dict[str, SourceConfig],
     tokenizer,
     out_root: str | Path,
-    resolve: Callable[[str], Path] = Path,
     add_bos: bool = False,
     batch_size: int = 512,
     progress: bool = True,
 ) -> dict[str, PackedSource]:
     return {
-        name: pack_source(name, cfg, tokenizer, out_root, resolve, add_bos, batch_size, progress)
+        name: pack_source(name, cfg, tokenizer, out_root, add_bos, batch_size, progress)
         for name, cfg in sources.items()
     }

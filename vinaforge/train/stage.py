@@ -29,7 +29,8 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     from vinaforge.train.engine import METRICS_FILE, SUMMARY_FILE, train_cpt
     from vinaforge.train.report import plot_curves, read_metrics, render_report
 
-    summary = train_cpt(config, ctx.work_dir, resume=True, resolve=ctx.resolve, default_seed=ctx.seed)
+    inputs = {i["path"]: i["sha256"] for i in ctx.inputs}  # what the checkpoints record
+    summary = train_cpt(config, ctx.work_dir, resume=True, default_seed=ctx.seed, inputs=inputs)
     metrics = read_metrics(ctx.work_dir / METRICS_FILE)
     title = "training loss" + (" (tiny, randomly initialised model)" if summary.get("random_init") else "")
     pngs = plot_curves(metrics, ctx.work_dir / "loss.png", ctx.work_dir / "bpb.png", title=title)

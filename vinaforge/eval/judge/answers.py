@@ -1,8 +1,8 @@
 """Answer generation: each model under test answers the questions → ``answers/<name>.jsonl``.
 
 Resumable: questions already answered are skipped; failed calls (endpoint down, prompt over the
-context) are recorded with their error and retried on the next run. Hand-written glue over the
-backends in :mod:`vinaforge.eval.judge.backends`.
+context) are recorded with their error and retried on the next run. Hand-written glue over
+:mod:`vinaforge.generate` (through :mod:`vinaforge.eval.judge.backends`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vinaforge.eval.judge.backends import ChatBackend
-from vinaforge.eval.judge.prompts import Lang, answer_prompt
+from vinaforge.eval.judge.backends import accepts_system, chunk_size, complete, describe
+from vinaforge.eval.judge.prompts import answer_prompt
 from vinaforge.eval.judge.questions import Question
 from vinaforge.eval.judge.store import append_jsonl, latest_by_key, read_jsonl
+from vinaforge.generate import Backend, SamplingParams
+from vinaforge.logs import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +44,15 @@ def answers_path(answers_dir: str | Path, name: str) -> Path:
 
 def generate_answers(
     questions: list[Question],
-    backend: ChatBackend,
+    backend: Backend,
     name: str,
     answers_dir: str | Path,
+    params: SamplingParams | None = None,
     system: str | None = None,
-    lang: Lang = "vi",
     progress: bool = True,
 ) -> dict[str, int]:
     """Answer every question not yet answered; returns counts (``done``, ``new``, ``failed``)."""
-    from tqdm.auto import tqdm
-
+    params = params or SamplingParams(max_new_tokens=512)
     path = answers_path(answers_dir, name)
     existing = latest_by_key(read_jsonl(path, repair=True), key=lambda r: r.get("question_id"))
     todo = [q for q in questions if existing.get(q.id, {}).get("status") != "ok"]
@@ -63,15 +64,16 @@ def generate_answers(
         len(todo),
         path,
     )
-    desc = backend.describe()
+    desc = describe(backend, params)
+    system_ok = accepts_system(backend) if system and todo else True
     new = failed = 0
-    bar = tqdm(total=len(todo), desc=f"answers {name}", unit="q", disable=not progress)
-    try:
-        for start in range(0, len(todo), backend.batch_size):
-            chunk = todo[start : start + backend.batch_size]
-            completions = backend.complete(
-                [answer_prompt(q.question, system=system, lang=lang) for q in chunk]
-            )
+    step = chunk_size(backend)
+    with progress_bar(disable=not progress) as bar:
+        task = bar.add_task(f"answers {name}", total=len(todo))
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            prompts = [answer_prompt(q.question, system=system) for q in chunk]
+            completions = complete(backend, prompts, params, system_ok)
             records = []
             for q, c in zip(chunk, completions, strict=True):
                 records.append(answer_record(q, name, c.to_dict(), desc))
@@ -81,9 +83,7 @@ def generate_answers(
                     failed += 1
                     log.warning("%s: no answer to %s: %s", name, q.id, c.error)
             append_jsonl(path, records)
-            bar.update(len(chunk))
-    finally:
-        bar.close()
+            bar.advance(task, len(chunk))
     return {
         "questions": len(questions),
         "done_before": len(questions) - len(todo),
@@ -99,11 +99,11 @@ def answer_record(
         "question_id": q.id,
         "category": q.category,
         "model": name,
-        "answer": completion["text"],
+        "answer": completion["text"].strip() if completion["text"] is not None else None,
         "status": "ok" if completion["error"] is None else "failed",
         "error": completion["error"],
         "finish_reason": completion["finish_reason"],
-        "new_tokens": completion["new_tokens"],
+        "new_tokens": completion["completion_tokens"],
         "attempts": completion["attempts"],
         "seconds": round(completion["seconds"], 3),
         "generator": generator,

@@ -1,6 +1,7 @@
 """``vinaforge eval judge``: answer, judge, rate (and all three from one config).
 
-Kept cheap to import: torch, transformers and httpx load inside the commands.
+Kept cheap to import: torch, transformers and openai load inside the commands. ``all`` reads
+the same config (:class:`~vinaforge.eval.judge.pipeline.JudgeConfig`) as the ``judge`` recipe stage.
 """
 
 from __future__ import annotations
@@ -35,21 +36,31 @@ TimeoutOpt = Annotated[float, typer.Option(help="Endpoints: seconds before a req
 RetriesOpt = Annotated[
     int, typer.Option(help="Endpoints: retries after a timeout, 429 or 5xx (exponential backoff).")
 ]
+TemplateOpt = Annotated[
+    str | None,
+    typer.Option(help="Local model: vinaforge.chat template to prompt with (default: its own, else vi_qa)."),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v")]
 
 
 def _errors() -> tuple[type[BaseException], ...]:
+    from vinaforge.chat import TemplateError
     from vinaforge.eval.judge.answers import AnswersError
     from vinaforge.eval.judge.backends import BackendConfigError
     from vinaforge.eval.judge.judging import JudgingError
     from vinaforge.eval.judge.questions import QuestionFileError
     from vinaforge.eval.judge.store import RecordFileError
+    from vinaforge.generate.endpoint import EndpointConfigError
+    from vinaforge.generate.local import GenerationError
     from vinaforge.model.load import ModelLoadError
     from vinaforge.recipe import RecipeError
 
     return (
         AnswersError,
         BackendConfigError,
+        EndpointConfigError,
+        GenerationError,
+        TemplateError,
         JudgingError,
         QuestionFileError,
         RecordFileError,
@@ -110,9 +121,7 @@ def answer(
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 512,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 0.0,
     system_prompt: Annotated[str | None, typer.Option(help="System message for the model.")] = None,
-    lang: Annotated[
-        str, typer.Option(help="Plain prompt format language for models without a chat template.")
-    ] = "vi",
+    chat_template: TemplateOpt = None,
     base_url: BaseUrlOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",
@@ -129,26 +138,16 @@ def answer(
     _setup(verbose)
     try:
         from vinaforge.eval.judge.answers import check_model_name, generate_answers
-        from vinaforge.eval.judge.backends import GenerationSettings, make_backend
+        from vinaforge.eval.judge.backends import make_backend
+        from vinaforge.generate import SamplingParams
 
         check_model_name(name)
         qs = _questions(questions, categories, limit)
-        backend = make_backend(
-            model,
-            "answer",
-            GenerationSettings(max_new_tokens, temperature, seed=seed),
-            base_url=base_url,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            timeout_s=timeout,
-            max_retries=max_retries,
-        )
-        try:
-            counts = generate_answers(qs, backend, name, output, system=system_prompt, lang=lang)  # type: ignore[arg-type]
-        finally:
-            backend.close()
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        with make_backend(model, "answer", base_url=base_url, device=device, dtype=dtype, batch_size=batch_size,
+                          chat_template=chat_template, concurrency=concurrency, timeout_s=timeout,
+                          max_retries=max_retries) as backend:  # fmt: skip
+            counts = generate_answers(qs, backend, name, output, params, system=system_prompt)
     except _errors() as err:
         fail(str(err))
     typer.echo(
@@ -180,6 +179,7 @@ def run(
     max_answer_chars: Annotated[
         int, typer.Option(help="Clip longer answers (visibly) in the judge prompt.")
     ] = 6000,
+    chat_template: TemplateOpt = None,
     base_url: BaseUrlOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",
@@ -197,10 +197,11 @@ def run(
     _setup(verbose)
     try:
         from vinaforge.eval.judge.answers import list_answer_models, load_answers
-        from vinaforge.eval.judge.backends import GenerationSettings, make_backend
+        from vinaforge.eval.judge.backends import make_backend
         from vinaforge.eval.judge.judging import run_judging
         from vinaforge.eval.judge.ratings import RatingSettings
         from vinaforge.eval.judge.report import write_ratings
+        from vinaforge.generate import SamplingParams
 
         if lang not in ("vi", "en"):
             raise ValueError(f"--lang must be vi or en, got {lang!r}")
@@ -208,24 +209,12 @@ def run(
         qs = _questions(questions, categories, limit)
         answer_map, skipped = load_answers(answers, names, qs, skip_missing=skip_missing)
         qs = [q for q in qs if q.id not in set(skipped)]
-        backend = make_backend(
-            judge,
-            "judge",
-            GenerationSettings(max_new_tokens, 0.0, seed=seed),
-            base_url=base_url,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            timeout_s=timeout,
-            max_retries=max_retries,
-        )
-        try:
-            counts = run_judging(
-                qs, answer_map, backend, output, lang=lang, max_answer_chars=max_answer_chars
-            )  # type: ignore[arg-type]
-        finally:
-            backend.close()
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, seed=seed)
+        with make_backend(judge, "judge", base_url=base_url, device=device, dtype=dtype, batch_size=batch_size,
+                          chat_template=chat_template, concurrency=concurrency, timeout_s=timeout,
+                          max_retries=max_retries) as backend:  # fmt: skip
+            counts = run_judging(qs, answer_map, backend, output, lang=lang,  # type: ignore[arg-type]
+                                 max_answer_chars=max_answer_chars, params=params)  # fmt: skip
         ratings = write_ratings(
             output,
             output,

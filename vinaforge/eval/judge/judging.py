@@ -21,10 +21,12 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from vinaforge.eval.judge.backends import ChatBackend
+from vinaforge.eval.judge.backends import accepts_system, chunk_size, complete, describe
 from vinaforge.eval.judge.prompts import Lang, judge_prompt, parse_verdict
 from vinaforge.eval.judge.questions import Question
 from vinaforge.eval.judge.store import append_jsonl, latest_by_key, read_jsonl
+from vinaforge.generate import Backend, SamplingParams
+from vinaforge.logs import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +62,20 @@ def plan_calls(questions: list[Question], models: list[str]) -> list[tuple[Quest
 def run_judging(
     questions: list[Question],
     answers: dict[str, dict[str, str]],
-    backend: ChatBackend,
+    backend: Backend,
     out_dir: str | Path,
     lang: Lang = "vi",
     max_answer_chars: int | None = 6000,
     progress: bool = True,
+    params: SamplingParams | None = None,
 ) -> dict[str, int]:
-    """Judge every planned call not done yet; returns counts of this run's calls by status."""
-    from tqdm.auto import tqdm
+    """Judge every planned call not done yet; returns counts of this run's calls by status.
 
+    The judge decodes greedily unless ``params`` say otherwise.
+    """
+    params = params or SamplingParams(max_new_tokens=512)
     path = Path(out_dir) / JUDGMENTS_FILE
-    desc = backend.describe()
+    desc = describe(backend, params)
     existing = latest_by_key(read_jsonl(path, repair=True), key=call_key)
     for rec in existing.values():
         if rec.get("status") in DONE_STATUSES and (
@@ -102,10 +107,12 @@ def run_judging(
         path,
     )
     counts: Counter[str] = Counter()
-    bar = tqdm(total=len(todo), desc="judging", unit="call", disable=not progress)
-    try:
-        for start in range(0, len(todo), backend.batch_size):
-            chunk = todo[start : start + backend.batch_size]
+    system_ok = accepts_system(backend) if todo else True
+    step = chunk_size(backend)
+    with progress_bar(disable=not progress) as bar:
+        task = bar.add_task("judging", total=len(todo))
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
             prompts = [
                 judge_prompt(
                     q.question,
@@ -117,7 +124,7 @@ def run_judging(
                 )
                 for q, first, second, _ in chunk
             ]
-            completions = backend.complete(prompts)
+            completions = complete(backend, prompts, params, system_ok)
             records = []
             for (q, first, second, hashes), prompt, c in zip(chunk, prompts, completions, strict=True):
                 rec = judgment_record(q, first, second, c.to_dict(), desc, lang, hashes, prompt.meta)
@@ -126,9 +133,7 @@ def run_judging(
                     log.warning("judge failed on %s (%s first, %s second): %s", q.id, first, second, c.error)
                 records.append(rec)
             append_jsonl(path, records)
-            bar.update(len(chunk))
-    finally:
-        bar.close()
+            bar.advance(task, len(chunk))
     return {
         "calls": len(calls),
         "done_before": len(calls) - len(todo),

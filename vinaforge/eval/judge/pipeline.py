@@ -1,39 +1,45 @@
 """All judge steps from one config: answers for each model, pairwise judging, ratings.
 
-This is what the ``eval`` stage and ``vinaforge eval judge all --config`` call. Every step is
-resumable, so re-running after an interruption (or after adding a model) only does what is
-missing. Hand-written glue.
+:class:`JudgeConfig` is the one config of the ``judge`` recipe stage and of
+``vinaforge eval judge all --config``. Every step is resumable, so re-running after an
+interruption (or after adding a model) only does what is missing. Hand-written glue.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from vinaforge.eval.judge.answers import check_model_name
+from vinaforge.generate import BackendConfig, SamplingParams
+from vinaforge.recipe import InputPath
 from vinaforge.stage import StageConfig
 
 log = logging.getLogger(__name__)
+
+ModelSpec = str | BackendConfig
 
 
 class JudgeConfig(StageConfig):
     """Settings of an LLM-as-judge evaluation (all keys optional except ``models`` and ``judge``)."""
 
-    models: dict[str, str] = Field(
-        description="name -> model: a local HF folder, a hub id, '@stage/...' or 'openai:MODEL' (endpoint)"
+    models: dict[str, ModelSpec] = Field(
+        description="name -> model: a local HF folder, a hub id, '@stage/...', 'openai:MODEL' (endpoint) "
+        "or a backend mapping {kind, model, base_url, api_key_env, ...}"
     )
-    judge: str = Field(description="judge model: a local HF folder, a hub id, '@stage/...' or 'openai:MODEL'")
+    judge: ModelSpec = Field(
+        description="judge model: a local HF folder, a hub id, '@stage/...', 'openai:MODEL' or a backend mapping"
+    )
     judge_base_url: str | None = Field(
         None, description="endpoint of an openai: judge (default: $VINAFORGE_JUDGE_BASE_URL)"
     )
     answer_base_url: str | None = Field(
         None, description="endpoint of openai: models under test (default: $VINAFORGE_ANSWER_BASE_URL)"
     )
-    questions: str | None = Field(None, description="question JSONL (default: the shipped Vietnamese set)")
+    questions: InputPath | None = Field(None, description="question JSONL (default: the shipped Vietnamese set)")
     categories: list[str] | None = None
     limit: int | None = Field(None, ge=1, description="first N questions of each category")
     lang: Literal["vi", "en"] = Field("vi", description="language of the judge prompt")
@@ -47,9 +53,12 @@ class JudgeConfig(StageConfig):
     skip_missing: bool = Field(False, description="judge only questions every model answered")
     batch_size: int = Field(4, ge=1, description="local models: prompts per generate call")
     concurrency: int = Field(4, ge=1, description="endpoints: parallel requests")
+    chat_template: str | None = Field(
+        None, description="local models: use this vinaforge.chat template (name or .jinja) instead of their own; "
+        "a model without one is prompted in vi_qa"
+    )
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(4, ge=0)
-    backoff_s: float = Field(1.0, ge=0)
     device: str | None = None
     dtype: str = "auto"
     n_bootstrap: int = Field(1000, ge=0)
@@ -58,7 +67,7 @@ class JudgeConfig(StageConfig):
 
     @field_validator("models")
     @classmethod
-    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+    def _names(cls, value: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
         if len(value) < 2:
             raise ValueError("pairwise judging needs at least two models")
         for name in value:
@@ -72,43 +81,32 @@ def _transport(cfg: JudgeConfig) -> dict[str, Any]:
         "device": cfg.device,
         "dtype": cfg.dtype,
         "batch_size": cfg.batch_size,
+        "chat_template": cfg.chat_template,
         "concurrency": cfg.concurrency,
         "timeout_s": cfg.timeout_s,
         "max_retries": cfg.max_retries,
-        "backoff_s": cfg.backoff_s,
     }
 
 
-def run_judge_pipeline(
-    cfg: JudgeConfig,
-    out_dir: str | Path,
-    resolve: Callable[[str], Path | str] | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
+def run_judge_pipeline(cfg: JudgeConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """Answers → judgments → ratings under ``out_dir``; returns the ratings dict.
 
-    ``resolve`` turns ``@stage/...`` references into paths (the engine's ``ctx.resolve``).
+    Every ``@stage/...`` in ``cfg`` has been resolved already (by the run engine).
     """
     from vinaforge.eval.judge.answers import answers_path, generate_answers, load_answers
-    from vinaforge.eval.judge.backends import GenerationSettings, is_endpoint_spec, make_backend
+    from vinaforge.eval.judge.backends import make_backend
     from vinaforge.eval.judge.judging import run_judging
     from vinaforge.eval.judge.questions import load_questions, select_questions
     from vinaforge.eval.judge.ratings import RatingSettings
     from vinaforge.eval.judge.report import write_ratings
     from vinaforge.eval.judge.store import read_jsonl
 
-    def spec_of(value: str) -> str:
-        if is_endpoint_spec(value) or resolve is None:
-            return value
-        return str(resolve(value))
-
     out = Path(out_dir)
     answers_dir = out / "answers"
-    questions = select_questions(
-        load_questions(spec_of(cfg.questions) if cfg.questions else None), cfg.categories, cfg.limit
-    )
+    questions = select_questions(load_questions(cfg.questions), cfg.categories, cfg.limit)
     ids = {q.id for q in questions}
-    answer_settings = GenerationSettings(cfg.answer_max_new_tokens, cfg.temperature, seed=cfg.seed)
+    answer_params = SamplingParams(max_new_tokens=cfg.answer_max_new_tokens, temperature=cfg.temperature,
+                                   seed=cfg.seed)  # fmt: skip
     for name, spec in cfg.models.items():
         done = {
             r["question_id"]
@@ -118,46 +116,15 @@ def run_judge_pipeline(
         if ids <= done:
             log.info("%s: all %d answers already there", name, len(ids))
             continue
-        backend = make_backend(
-            spec_of(spec),
-            "answer",
-            answer_settings,
-            base_url=cfg.answer_base_url,
-            **_transport(cfg),
-        )
-        try:
-            generate_answers(
-                questions,
-                backend,
-                name,
-                answers_dir,
-                system=cfg.system_prompt,
-                lang=cfg.lang,
-                progress=progress,
-            )
-        finally:
-            backend.close()
+        with make_backend(spec, "answer", base_url=cfg.answer_base_url, **_transport(cfg)) as backend:
+            generate_answers(questions, backend, name, answers_dir, answer_params, system=cfg.system_prompt,
+                             progress=progress)  # fmt: skip
     answers, skipped = load_answers(answers_dir, list(cfg.models), questions, skip_missing=cfg.skip_missing)
     judged = [q for q in questions if q.id not in set(skipped)]
-    judge = make_backend(
-        spec_of(cfg.judge),
-        "judge",
-        GenerationSettings(cfg.judge_max_new_tokens, 0.0, seed=cfg.seed),
-        base_url=cfg.judge_base_url,
-        **_transport(cfg),
-    )
-    try:
-        run_judging(
-            judged,
-            answers,
-            judge,
-            out,
-            lang=cfg.lang,
-            max_answer_chars=cfg.max_answer_chars,
-            progress=progress,
-        )
-    finally:
-        judge.close()
+    judge_params = SamplingParams(max_new_tokens=cfg.judge_max_new_tokens, temperature=0.0, seed=cfg.seed)
+    with make_backend(cfg.judge, "judge", base_url=cfg.judge_base_url, **_transport(cfg)) as judge:
+        run_judging(judged, answers, judge, out, lang=cfg.lang, max_answer_chars=cfg.max_answer_chars,
+                    progress=progress, params=judge_params)  # fmt: skip
     return write_ratings(
         out,
         out,

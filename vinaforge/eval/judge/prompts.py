@@ -5,6 +5,10 @@ same instructions against position, length and name bias, and the same ``[[A]]``
 ``[[C]]`` verdict format), with an English variant. It also asks the judge to weigh the quality
 of the Vietnamese itself (spelling, diacritics, naturalness) and to prefer careful refusals of
 harmful requests, which MT-bench does not need to say.
+
+Requests are chat ``messages`` only: a local model without a chat template of its own is
+prompted in ``vinaforge.chat``'s ``vi_qa`` format (``### Câu hỏi: / ### Trả lời:``) by the
+generation backend, so that format is defined once, in ``vinaforge.chat.templates``.
 """
 
 from __future__ import annotations
@@ -21,37 +25,21 @@ VERDICT_RE = re.compile(r"\[\[\s*([ABC])\s*\]\]", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Prompt:
-    """A request to a chat model.
-
-    ``messages`` go through the model's chat template (or to the endpoint); ``plain`` is the
-    same request as one text, for a local base model whose tokenizer has no chat template.
-    """
+    """A chat request (``messages``) and facts about it for the record (``meta``)."""
 
     messages: list[dict[str, str]]
-    plain: str
     meta: dict = field(default_factory=dict, compare=False)
 
 
 # ----------------------------------------------------------------------------- answering
 
-ANSWER_PLAIN = {
-    "vi": "Dưới đây là một câu hỏi. Hãy trả lời bằng tiếng Việt, đầy đủ và chính xác.\n\n"
-    "### Câu hỏi:\n{question}\n\n### Trả lời:\n",
-    "en": "Below is a question. Answer it fully and accurately.\n\n### Question:\n{question}\n\n### Answer:\n",
-}
 
-
-def answer_prompt(question: str, system: str | None = None, lang: Lang = "vi") -> Prompt:
+def answer_prompt(question: str, system: str | None = None) -> Prompt:
     """The request that asks a model under test to answer one question."""
-    if lang not in ANSWER_PLAIN:
-        raise ValueError(f"unknown prompt language {lang!r}; expected 'vi' or 'en'")
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": question}
     ]
-    plain = ANSWER_PLAIN[lang].format(question=question)
-    if system:
-        plain = f"{system}\n\n{plain}"
-    return Prompt(messages=messages, plain=plain)
+    return Prompt(messages=messages)
 
 
 # ----------------------------------------------------------------------------- judging
@@ -97,7 +85,6 @@ JUDGE_USER = {
             "[Bắt đầu câu trả lời của trợ lý A]\n{answer_a}\n[Kết thúc câu trả lời của trợ lý A]\n\n"
             "[Bắt đầu câu trả lời của trợ lý B]\n{answer_b}\n[Kết thúc câu trả lời của trợ lý B]"
         ),
-        "plain_tail": "\n\n### Nhận xét và phán quyết:\n",
     },
     "en": {
         "question": "[User Question]\n{question}\n\n",
@@ -106,7 +93,6 @@ JUDGE_USER = {
             "[The Start of Assistant A's Answer]\n{answer_a}\n[The End of Assistant A's Answer]\n\n"
             "[The Start of Assistant B's Answer]\n{answer_b}\n[The End of Assistant B's Answer]"
         ),
-        "plain_tail": "\n\n### Explanation and verdict:\n",
     },
 }
 
@@ -138,10 +124,8 @@ def judge_prompt(
     if reference:
         user += parts["reference"].format(reference=reference)
     user += parts["answers"].format(answer_a=a, answer_b=b)
-    system = JUDGE_SYSTEM[lang]
     return Prompt(
-        messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-        plain=f"{system}\n\n{user}{parts['plain_tail']}",
+        messages=[{"role": "system", "content": JUDGE_SYSTEM[lang]}, {"role": "user", "content": user}],
         meta={"truncated": cut_a or cut_b},
     )
 

@@ -1,6 +1,7 @@
 """lm-eval hooks for the vmlu tasks: local files read and checked by vinaforge.
 
-See vinaforge/eval/taskdocs.py (loading, templates) and vinaforge/eval/metrics.py (scoring).
+See vinaforge/eval/taskdocs.py (loading, templates) and vinaforge/eval/metrics.py (the
+scores lm-eval cannot compute itself).
 """
 
 from vinaforge.eval import metrics
@@ -8,17 +9,15 @@ from vinaforge.eval.taskdocs import load_task_dataset
 
 
 def load_vmlu_dev(**metadata):
-    return load_task_dataset("vmlu_dev", **metadata)
+    return load_task_dataset("vf_vmlu_dev", **metadata)
 
 
 def load_vmlu_valid(**metadata):
-    return load_task_dataset("vmlu_valid", **metadata)
+    return load_task_dataset("vf_vmlu_valid", **metadata)
 
 
 def load_vmlu_test(**metadata):
-    return load_task_dataset("vmlu_test", **metadata)
+    return load_task_dataset("vf_vmlu_test", **metadata)
 
-
-process_results = metrics.process_results
 
 process_results_unlabeled = metrics.process_results_unlabeled

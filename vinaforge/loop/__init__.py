@@ -1,0 +1,1 @@
+"""One iteration of the community loop: sample → rank → reward model → RL → judge (``vinaforge loop``)."""

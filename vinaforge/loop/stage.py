@@ -1,0 +1,20 @@
+"""Stage ``loop``: one iteration of the community loop inside a recipe (see :mod:`.iteration`)."""
+
+from __future__ import annotations
+
+from vinaforge.loop.iteration import Config, WaitingForRankings, report_section, run_iteration
+from vinaforge.stage import StageContext, StageResult
+
+RESUMABLE = True
+__all__ = ["Config", "run"]
+
+
+def run(config: Config, ctx: StageContext) -> StageResult:
+    try:
+        figures = run_iteration(config, ctx.work_dir, seed=ctx.seed)
+    except WaitingForRankings as err:  # not a failure: people have to rank first
+        raise RuntimeError(str(err)) from None
+    outputs = {"policy": "steps/6-rl/final", "reward_model": "steps/5-reward/final",
+               "rankings": "steps/4-rankings/rankings.jsonl"}  # fmt: skip
+    metrics = {k: v for name in ("reward", "rl") for k, v in (figures.get(name) or {}).items() if k != "finished"}
+    return StageResult(outputs=outputs, metrics=metrics, report=report_section(figures))

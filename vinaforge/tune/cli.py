@@ -1,0 +1,80 @@
+"""``vinaforge tune``: sft, dpo, orpo, kto and self-preference from a YAML config + ``--set`` overrides.
+
+Each command takes the same settings as its recipe stage (one ``Config`` for both) and writes the
+same folder (``final/``, ``summary.json``, ``rejected.jsonl``...). Thin: the work is in the method
+modules; torch and TRL load inside the commands.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML file of the method's settings.")]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder (final/, summary.json...).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a key: KEY=VALUE, e.g. training.max_steps=10.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v")]
+
+
+def _run(method: str, entry: str, config: Path, output: Path, sets: list[str] | None, verbose: bool) -> None:
+    from vinaforge.logs import console, fail, log_to_file, setup_console
+    from vinaforge.recipe import RecipeError, load_stage_config
+
+    setup_console(logging.DEBUG if verbose else logging.INFO)
+    module = importlib.import_module(f"vinaforge.tune.{method}")
+    try:
+        cfg = load_stage_config(module.Config, config, sets)
+    except RecipeError as err:
+        fail(str(err))
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    try:
+        with log_to_file(output / "log.txt"):
+            result = getattr(module, entry)(cfg, output)
+    except (ValueError, OSError, RuntimeError) as err:
+        if verbose:
+            raise
+        fail(f"{method}: {err}")
+        return
+    shown = {k: v for k, v in result.items() if k in ("steps", "final_loss", "final_eval_loss", "preference", "pairs",
+                                                      "prompts", "safety", "rejected")}  # fmt: skip
+    if "safety" in shown and shown["safety"]:
+        shown["safety"] = {k: shown["safety"][k] for k in ("refusal_rate", "over_refusal_rate")}
+    console().print_json(json.dumps(shown, ensure_ascii=False, default=str))
+
+
+@app.command()
+def sft(config: ConfigOpt, output: OutputOpt, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """Supervised fine-tuning (full / LoRA / QLoRA / DoRA); the model lands in OUTPUT/final."""
+    _run("sft", "train_sft", config, output, set_, verbose)
+
+
+@app.command()
+def dpo(config: ConfigOpt, output: OutputOpt, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """DPO and its variants (loss_type list: sigmoid, ipo, hinge, robust, apo_zero, sigmoid+sft = RPO)."""
+    _run("dpo", "train_dpo", config, output, set_, verbose)
+
+
+@app.command()
+def orpo(config: ConfigOpt, output: OutputOpt, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """Reference-free ORPO."""
+    _run("orpo", "train_orpo", config, output, set_, verbose)
+
+
+@app.command()
+def kto(config: ConfigOpt, output: OutputOpt, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """KTO on unpaired thumbs-up/down data (or pairs split in two)."""
+    _run("kto", "train_kto", config, output, set_, verbose)
+
+
+@app.command("self-preference")
+def self_preference(config: ConfigOpt, output: OutputOpt, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """Sample N replies per prompt, judge them, keep best vs worst as pairs (resumable)."""
+    _run("self_preference", "build_pairs", config, output, set_, verbose)
