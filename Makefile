@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml apps/collect/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,wordseg,ray,merge,fit]'
+	$(PY) -m pip install -q -e '.[dev,wordseg,ray,merge,fit,factory,serve]'
 	$(PY) -m pip install -q -e 'apps/collect[test]'  # the collection app (its own package) + playwright
 	touch $@
 

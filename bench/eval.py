@@ -84,10 +84,10 @@ def timed_run(model_dir: Path, tasks: list[str], data_dir: Path, items: int, bat
 
 def n_requests(task: str, data_dir: Path, items: int) -> int:
     """lm-eval requests of the first ``items`` documents (one per choice)."""
-    from vinaforge.eval.data import TASK_INDEX
+    from vinaforge.eval.data import TASK_INDEX, task_name
     from vinaforge.eval.taskdocs import load_task_docs
 
-    docs = load_task_docs(task, TASK_INDEX[task][1].split, data_dir)[:items]
+    docs = load_task_docs(task, TASK_INDEX[task_name(task)][1].split, data_dir)[:items]
     return sum(len(d["choices"]) for d in docs)
 
 

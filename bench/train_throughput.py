@@ -348,6 +348,23 @@ def worker(variant: str, args, spec_file: Path, result_file: Path) -> None:
 # ----------------------------------------------------------------------------- parent
 
 
+def run_variant(variant: str, args, spec_file: Path, result_file: Path) -> dict:
+    cmd = [sys.executable, __file__, *sys.argv[1:], "--worker", variant, "--spec", str(spec_file),
+           "--result", str(result_file)]  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "reason": f"timed out after {args.timeout} s"}
+    if proc.returncode != 0 or not result_file.is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"status": "failed", "reason": " | ".join(tail)[-600:]}
+    raw = json.loads(result_file.read_text())
+    raw["status"] = "ok"
+    raw["wall_s"] = time.perf_counter() - t0
+    return raw
+
+
 def summarise(variant: str, raw: dict, args, tokens_per_step: int, flops_token: float, peak, ref) -> dict:
     from vinaforge.train.flops import mfu
 
@@ -372,6 +389,7 @@ def summarise(variant: str, raw: dict, args, tokens_per_step: int, flops_token: 
         "final_loss": raw["losses"][-1] if raw["losses"] else None,
         "steps_timed": steps_in_wall,
         "precision": raw["precision"],
+        "wall_s": raw.get("wall_s"),
     }
     if ref is not None and variant != "hf-unpacked" and raw["losses"]:
         out["max_loss_diff"] = max(abs(a - b) for a, b in zip(raw["losses"], ref, strict=False))
@@ -391,6 +409,7 @@ def main() -> None:
     parser.add_argument("--text", type=Path, default=None, help="JSONL(.gz) with a text field")
     parser.add_argument("--tokenizer", type=Path, default=None, help="HF tokenizer folder (default: Mistral-v0.1's)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per variant")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds; tokens/s is their median")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "train_throughput.json")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, default=None, help=argparse.SUPPRESS)
@@ -425,30 +444,34 @@ def main() -> None:
         peak, peak_source = peak_tflops(device, args.precision)
         tokens_per_step = args.batch * args.seq_len
         ref = None
-        for variant in variants:
-            if variant in GPU_ONLY and device.type != "cuda":
-                results[variant] = {"status": "skipped", "reason": GPU_ONLY[variant]}
+        rounds: dict[str, list[dict]] = {}
+        for rnd in range(args.repeat):  # interleaved rounds: load changes hit every variant alike
+            for variant in variants:
+                if variant in GPU_ONLY and device.type != "cuda":
+                    results[variant] = {"status": "skipped", "reason": GPU_ONLY[variant]}
+                    continue
+                r = run_variant(variant, args, spec_file, work / f"{variant}-{rnd}.json")
+                if r.get("status") == "ok":
+                    if variant == "vinaforge" and ref is None:
+                        ref = list(r["losses"])
+                    r = summarise(variant, r, args, tokens_per_step, spec["flops_per_token"], peak, ref)
+                rounds.setdefault(variant, []).append(r)
+                print(
+                    f"{variant:18s} {r.get('tokens_per_s', 0):>12,.0f} tok/s  MFU {r.get('mfu') or 0:6.1%}  "
+                    f"peak {r.get('peak_memory_mb', 0):8,.0f} MB  loss {r.get('final_loss')} {r.get('reason', '')}",
+                    file=sys.stderr,
+                )
+        for variant, runs in rounds.items():
+            ok = [r for r in runs if r.get("status") == "ok"]
+            if not ok:
+                results[variant] = runs[-1]
                 continue
-            result_file = work / f"{variant}.json"
-            cmd = [sys.executable, __file__, *sys.argv[1:], "--worker", variant, "--spec", str(spec_file), "--result", str(result_file)]
-            t0 = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-            if proc.returncode != 0 or not result_file.is_file():
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-                results[variant] = {"status": "failed", "reason": " | ".join(tail)[-600:]}
-                print(f"{variant}: FAILED {results[variant]['reason']}", file=sys.stderr)
-                continue
-            raw = json.loads(result_file.read_text())
-            if variant == "vinaforge":
-                ref = raw["losses"]
-            results[variant] = summarise(variant, raw, args, tokens_per_step, spec["flops_per_token"], peak, ref)
-            results[variant]["wall_s"] = time.perf_counter() - t0
-            r = results[variant]
-            print(
-                f"{variant:18s} {r.get('tokens_per_s', 0):>12,.0f} tok/s  MFU {r.get('mfu') or 0:6.1%}  "
-                f"peak {r.get('peak_memory_mb', 0):8,.0f} MB  loss {r.get('final_loss')}",
-                file=sys.stderr,
-            )
+            best = dict(ok[0])
+            best["tokens_per_s"] = statistics.median(r["tokens_per_s"] for r in ok)
+            best["mfu"] = statistics.median(r["mfu"] for r in ok) if ok[0].get("mfu") is not None else None
+            best["tokens_per_s_rounds"] = [r["tokens_per_s"] for r in ok]
+            best["peak_memory_mb"] = max(r["peak_memory_mb"] for r in ok)
+            results[variant] = best
     base = results.get("hf", {}).get("tokens_per_s")
     for r in results.values():
         if base and r.get("tokens_per_s"):

@@ -28,6 +28,8 @@ GROUPS: dict[str, tuple[str, str]] = {
     "eval": ("vinaforge.eval.cli", "Benchmarks, bits per byte, translation, LLM-as-judge."),
     "serve": ("vinaforge.serve.cli", "OpenAI-compatible API and web chat."),
     "chat": ("vinaforge.serve.chat_cli", "Terminal chat."),
+    "rag": ("vinaforge.rag.cli", "Retrieval with citations: index, ask, eval."),
+    "loop": ("vinaforge.loop.cli", "The community loop: sample, rank, reward model, RL, judge."),
 }
 
 app = typer.Typer(
@@ -36,6 +38,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # click's plain help for every command: it wraps to the terminal (80 columns and less) and
+    # never truncates an option name, where rich's option tables cut them off ("--pad-to-multiple…")
+    rich_markup_mode=None,
 )
 recipe_app = typer.Typer(help="Check recipes without running them.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")

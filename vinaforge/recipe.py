@@ -285,7 +285,9 @@ def load_recipe(
         raise RecipeError(
             f"{p}:{lines.get((key,), '?')}: {key}: unknown key; expected one of: {', '.join(sorted(RECIPE_KEYS))}"
         )
-    name = _check_name("recipe", data.get("name") or p.stem, RECIPE_NAME_RE, f"{p}:{lines.get(('name',), 1)}")
+    raw_name = data.get("name") or p.stem
+    raw_name = str(raw_name) if isinstance(raw_name, int) and not isinstance(raw_name, bool) else raw_name
+    name = _check_name("recipe", raw_name, RECIPE_NAME_RE, f"{p}:{lines.get(('name',), 1)}")
     stages_raw = data.get("stages")
     if not isinstance(stages_raw, dict) or not stages_raw:
         raise RecipeError(f"{p}: stages: expected a mapping of stage name -> settings, in run order")

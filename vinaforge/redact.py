@@ -33,7 +33,8 @@ _URL_RE = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s'\"<>`]+")
 _BARE_KEY_RE = re.compile(
     r"\b(sk-(?:proj-|ant-)?|hf_|ghp_|gho_|ghs_|github_pat_|xox[abpr]-|AKIA)[A-Za-z0-9_\-]{12,}"
 )
-_BEARER_RE = re.compile(r"(?i)\b(bearer|authorization:)\s+[A-Za-z0-9._~+/=\-]{8,}")
+# A bearer token: long, and with a digit (so that "bearer instruments" in prose is left alone).
+_BEARER_RE = re.compile(r"(?i)\b(bearer|authorization:)\s+(?=[A-Za-z._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{12,}")
 
 
 def _redact_netloc(netloc: str) -> str:

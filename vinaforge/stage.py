@@ -51,6 +51,7 @@ STAGE_KINDS: dict[str, str] = {
     "loop": "vinaforge.loop.stage",
     "merge": "vinaforge.merge.stage",
     "export": "vinaforge.export.stage",
+    "serve_smoke": "vinaforge.serve.stage",
 }
 
 

@@ -182,11 +182,11 @@ def test_rate_limit(db):
 
 
 def test_migrations_create_the_schema(db):
-    assert current_revision(db.engine) == "0001"
+    assert current_revision(db.engine) == "0002"
     tables = set(sa_inspect(db.engine).get_table_names())
-    assert {"users", "messages", "rankings", "labels", "reviews", "drafts", "alembic_version"} <= tables
+    assert {"users", "messages", "rankings", "labels", "reviews", "drafts", "api_tokens", "alembic_version"} <= tables
     db.migrate()  # idempotent
-    assert current_revision(db.engine) == "0001"
+    assert current_revision(db.engine) == "0002"
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
     from vinaforge_collect.models import Base

@@ -52,6 +52,9 @@ def test_eval_command_config_file_and_set(tiny_model_dir, fixtures_dir, tmp_path
                 "device": "cpu",
                 "data_dir": str(fixtures_dir),
                 "batch_size": 2,
+                "system_instruction": "Trả lời bằng một chữ cái.",  # keys the command used to lack
+                "seed": 7,
+                "cache": str(tmp_path / "lm-cache"),
             }
         )
     )
@@ -175,6 +178,23 @@ def test_eval_stage_runs_resumes_and_reports(tiny_model_dir, fixtures_dir, repo_
     assert (run_dir / "eval" / "scores.png").is_file()
     card = (run_dir / "report.md").read_text()
     assert "14.5000 bits per byte" in card and "| vmlu | dev | 10 |" in card and "by category" in card
+
+
+def test_cli_and_recipe_share_one_config(tmp_path, tiny_model_dir):
+    """Every setting of `vinaforge eval` is a key of the `eval` stage (one Config for both)."""
+    import click
+    import typer
+
+    from vinaforge.eval.stage import Config
+
+    command = typer.main.get_command(app)
+    flags = {p.name for p in command.params} - {"config", "set_", "output", "submission_dir"}
+    flags -= {"install_completion", "show_completion"}  # typer's own
+    assert flags <= set(Config.model_fields)
+    extra = {"fewshot_as_multiturn": True, "system_instruction": "Trả lời.", "seed": 3, "cache": "c"}
+    recipe = _recipe(tmp_path, {"model": str(tiny_model_dir), "tasks": ["vmlu_mini"], **extra})
+    assert recipe.stage("eval").config.model_dump(include=set(extra)) == extra
+    assert isinstance(command, click.Group)
 
 
 def test_eval_stage_config_errors(tmp_path, tiny_model_dir):

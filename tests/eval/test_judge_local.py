@@ -233,3 +233,43 @@ def test_cli_answer_run_ratings_and_all(tiny, tmp_path: Path) -> None:
         app, ["all", "--config", str(cfg), "--set", "lang=fr", "--output", str(tmp_path / "all")]
     )
     assert r.exit_code == 2 and "lang" in r.output
+
+
+def test_judge_recipe_stage_runs_reports_and_is_reused(tiny, tmp_path: Path) -> None:
+    """The `judge` stage kind takes the same config as `eval judge all` and reports to the card."""
+    import yaml
+
+    from vinaforge.recipe import load_recipe
+    from vinaforge.runner import run_recipe
+
+    recipe_path = tmp_path / "judge.yaml"
+    stage = {
+        "models": {"plain": str(tiny["plain"]), "chat": str(tiny["chat"])},
+        "judge": str(tiny["plain"]),
+        "categories": ["math"],
+        "limit": 1,
+        "answer_max_new_tokens": 4,
+        "judge_max_new_tokens": 4,
+        "n_bootstrap": 10,
+        "n_shuffles": 3,
+    }
+    recipe_path.write_text(
+        yaml.safe_dump({"name": "judgetest", "run_dir": str(tmp_path / "runs"), "stages": {"judge": stage}}),
+        encoding="utf-8",
+    )
+    run_dir = run_recipe(load_recipe(recipe_path))
+    ratings = json.loads((run_dir / "judge" / "ratings.json").read_text(encoding="utf-8"))
+    assert ratings["counts"]["judge_calls"] == 2 and set(ratings["models"]) <= {"plain", "chat"}
+    assert {p.name for p in (run_dir / "judge" / "answers").iterdir()} == {"plain.jsonl", "chat.jsonl"}
+    card = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "## judge (`judge`)" in card and "LLM-as-judge leaderboard" in card
+    assert "randomly initialised model: its verdicts are noise" in card
+    result = json.loads((run_dir / "judge" / "result.json").read_text(encoding="utf-8"))
+    assert result["metrics"]["games"] == 1
+    assert [f["path"] for f in result["figures"]] in ([], ["ratings.png"])  # no plot without a rated game
+    run_recipe(load_recipe(recipe_path))  # unchanged config and inputs: reused, nothing judged again
+    assert len(read_jsonl(run_dir / "judge" / JUDGMENTS_FILE)) == 2
+    bad = dict(stage, models={"only": str(tiny["plain"])})
+    recipe_path.write_text(yaml.safe_dump({"name": "judgetest", "stages": {"judge": bad}}), encoding="utf-8")
+    with pytest.raises(Exception, match="at least two models"):
+        load_recipe(recipe_path)

@@ -100,7 +100,9 @@ class TranslationMemory(Backend):
 
     def stream(self, request, params=None) -> Iterator[StreamEvent]:
         c = self.generate([request], params)[0]
-        yield StreamEvent(c.text or "")
+        words = (c.text or "").split(" ")
+        for i, word in enumerate(words):  # word by word, as a real server streams
+            yield StreamEvent(word if i == len(words) - 1 else word + " ")
         yield StreamEvent("", c)
 
     def describe(self) -> dict:

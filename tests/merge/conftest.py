@@ -36,11 +36,3 @@ def one_torch_thread():
     yield
     torch.set_num_threads(before)
 
-
-def tensors(folder: Path) -> dict:
-    from safetensors.torch import load_file
-
-    out: dict = {}
-    for f in sorted(Path(folder).glob("*.safetensors")):
-        out.update(load_file(str(f)))
-    return out

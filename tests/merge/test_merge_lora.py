@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tensors
 
 from vinaforge.merge.checks import MergeInputError
 from vinaforge.merge.config import Config, merge_models
+from vinaforge.merge.testing import load_tensors as tensors
 
 TARGETS = ("q_proj", "v_proj")
 

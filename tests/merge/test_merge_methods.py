@@ -7,10 +7,10 @@ import shutil
 import pytest
 import torch
 import yaml
-from conftest import tensors
 from typer.testing import CliRunner
 
 from vinaforge.merge.config import Config, merge_models
+from vinaforge.merge.testing import load_tensors as tensors
 
 METHODS = {
     "linear": {},

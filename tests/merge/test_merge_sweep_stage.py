@@ -7,12 +7,13 @@ import logging
 from pathlib import Path
 
 import torch
-from conftest import REPO, tensors
 
 from vinaforge.merge.config import Config, merge_models
 from vinaforge.merge.stage import run
+from vinaforge.merge.testing import load_tensors as tensors
 from vinaforge.stage import StageContext
 
+REPO = Path(__file__).resolve().parents[2]
 HELDOUT = str(REPO / "examples" / "heldout_vi.txt")
 
 
@@ -54,3 +55,17 @@ def test_plain_merge_stage_and_report(family, tmp_path):
     assert result.outputs["model"] == "model" and result.metrics["method"] == "slerp"
     assert "method: **slerp**" in result.report
     assert (tmp_path / ".merge.partial" / "model" / "config.json").is_file()
+
+
+def test_sweep_can_score_candidates_with_the_judge_stage(family, tmp_path):
+    """All candidates in one pairwise LLM-as-judge run (a tiny local judge: its verdicts are noise)."""
+    cv = {"vi_base": str(family["vi"]), "instruct": str(family["instruct"]), "base": str(family["base"])}
+    judge = {"judge": str(family["instruct"]), "limit": 1, "answer_max_new_tokens": 4, "judge_max_new_tokens": 4,
+             "n_bootstrap": 0, "n_shuffles": 1}  # fmt: skip
+    cfg = Config(chat_vector=cv, sweep={"grid": {"chat_vector.lam": [0.5, 1.0]}, "judge": judge, "select": "judge"})
+    ctx = _ctx(tmp_path)
+    result = run(cfg, ctx)
+    record = json.loads((ctx.work_dir / "merge.json").read_text(encoding="utf-8"))
+    assert all("judge" in row for row in record["sweep"]) and result.metrics["candidates"] == 2
+    assert (ctx.work_dir / "judge" / "judgments.jsonl").is_file()
+    assert (ctx.work_dir / "model" / "config.json").is_file()

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from conftest import tensors
 
 from vinaforge.merge.checks import MergeInputError
 from vinaforge.merge.config import Config, merge_models
+from vinaforge.merge.testing import load_tensors as tensors
 
 EMB = ("model.embed_tokens.weight", "lm_head.weight")
 

@@ -41,3 +41,31 @@ def vi_over_en(tmp_path_factory) -> Path:
             rec = {"prompt": f"Hãy viết câu số {i} cho tôi.", "chosen": p["vi"], "rejected": p["en"]}
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     return out
+
+
+@pytest.fixture(scope="session")
+def small_policy_dir(tmp_path_factory) -> Path:
+    """A tiny random policy on a 400-piece Vietnamese SentencePiece vocabulary (fast to sample on CPU)."""
+    from vinaforge.chat import apply_chat_template
+    from vinaforge.model.load import load_tokenizer
+    from vinaforge.model.tiny import build_tiny_model, save_model
+    from vinaforge.tokenizer.train import TrainSettings, train_tokenizer
+
+    root = tmp_path_factory.mktemp("small_policy")
+    train_tokenizer([REPO / "examples" / "corpus" / "vi_docs.jsonl"], root / "tok", TrainSettings(vocab_size=400),
+                    progress=False)  # fmt: skip
+    tok = load_tokenizer(str(root / "tok"))
+    apply_chat_template(tok, "vi_qa")
+    model = build_tiny_model("mistral", vocab_size=len(tok), layers=2, hidden=64, heads=4,
+                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, seed=0)  # fmt: skip
+    save_model(model, tok, root / "policy")
+    return root / "policy"
+
+
+@pytest.fixture(scope="session")
+def vi_prompts(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
+    with open(out, "w", encoding="utf-8") as fh:
+        for p in parallel_pairs()[:48]:
+            fh.write(json.dumps({"prompt": p["vi"]}, ensure_ascii=False) + "\n")
+    return out

@@ -74,3 +74,17 @@ def test_reward_model_learns_vietnamese_over_english(tiny_dir, vi_over_en, tmp_p
         [{"role": "user", "content": "Bạn khỏe không?"}, {"role": "assistant", "content": "I am fine, thank you very much."}],
     ])  # fmt: skip
     assert vi > en
+
+
+def test_nan_reward_is_a_clear_error(tiny_dir):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from vinaforge.generate.reward import RewardError, RewardModel
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_dir, num_labels=1)
+    with torch.no_grad():
+        model.score.weight.fill_(float("nan"))
+    rm = RewardModel(model, AutoTokenizer.from_pretrained(tiny_dir))
+    with pytest.raises(RewardError, match="NaN"):
+        rm.score([[{"role": "user", "content": "Chào"}, {"role": "assistant", "content": "Chào bạn"}]])

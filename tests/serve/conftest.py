@@ -83,10 +83,10 @@ def make_server(local_engine, tiny_model_dir):
 
     started = []
 
-    def make(rag=None, **overrides):
+    def make(rag=None, embedder=None, **overrides):
         cfg = ServeConfig(model=str(tiny_model_dir), served_name="tiny", port=0,
                           api_key_env="VINAFORGE_TEST_NO_KEY", **overrides)  # fmt: skip
-        app = create_app(cfg, _KeepOpen(local_engine), rag)
+        app = create_app(cfg, _KeepOpen(local_engine), rag, embedder)
         server = ServerThread(app, cfg).start()
         started.append(server)
         return server
@@ -115,7 +115,7 @@ def client(server):
 XSS_REPLY = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> **an toàn** `mã`'
 
 
-def teach(model_dir: Path, out: Path, pairs: list[tuple[list[dict], str]], steps: int = 60) -> Path:
+def teach(model_dir: Path, out: Path, pairs: list[tuple[list[dict], str]], steps: int = 50) -> Path:
     """Overfit the tiny model on a few (conversation → reply) pairs, so that its greedy answer to
     exactly those conversations is known: a real model saying a known thing, for the page tests."""
     import torch

@@ -68,3 +68,26 @@ def test_embeddings_need_a_model(client):
     with pytest.raises(openai.BadRequestError) as err:
         client.embeddings.create(model="x", input="xin chào")
     assert err.value.body["code"] == "no_embedding_model"
+
+
+def test_openai_backend_proxies_an_upstream_with_rag_in_front(server, client, rag_index_dir):
+    """`--backend openai --upstream URL`: how vinaforge's page and RAG sit in front of vLLM."""
+    import openai
+
+    from vinaforge.serve.config import ServeConfig
+    from vinaforge.serve.server import ServerThread, build_app
+
+    cfg = ServeConfig(backend="openai", upstream=server.url + "/v1", model="tiny", served_name="proxy", port=0,
+                      rag_index=str(rag_index_dir), api_key_env="VINAFORGE_TEST_NO_KEY")  # fmt: skip
+    messages = [{"role": "user", "content": "Phở bò nấu thế nào?"}]
+    direct = client.chat.completions.create(model="tiny", messages=messages, max_tokens=10, temperature=0)
+    with ServerThread(build_app(cfg), cfg) as proxy:
+        front = openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        via = front.chat.completions.create(model="proxy", messages=messages, max_tokens=10, temperature=0)
+        assert via.choices[0].message.content == direct.choices[0].message.content
+        streamed = "".join(c.choices[0].delta.content or "" for c in front.chat.completions.create(
+            model="proxy", messages=messages, max_tokens=10, temperature=0, stream=True) if c.choices)  # fmt: skip
+        assert streamed == direct.choices[0].message.content
+        rag = front.chat.completions.create(model="proxy", messages=messages, max_tokens=4, temperature=0,
+                                            extra_body={"rag": True})  # fmt: skip
+        assert "phở" in rag.model_extra["vinaforge"]["passages"][0]["text"].lower()

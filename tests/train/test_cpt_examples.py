@@ -1,4 +1,5 @@
-"""Masking: prompt tokens of hybrid instruction (and masked translation) examples carry label -100."""
+"""Masking: prompt tokens of hybrid instruction data (conversations rendered with a vinaforge.chat template)
+and of masked translation examples carry label -100."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 from vinaforge.train.config import SourceConfig
 from vinaforge.train.examples import (
     IGNORE_INDEX,
+    encode_conversation,
     encode_examples,
-    instruction_example,
     labels_from_mask,
     translation_examples,
 )
@@ -31,19 +32,36 @@ PAIRS = [
 ]
 
 
+def _chat(pair: dict) -> list[dict]:
+    return [{"role": "user", "content": pair["prompt"]}, {"role": "assistant", "content": pair["response"]}]
+
+
 def test_prompt_tokens_masked_response_tokens_learned(tokenizer):
-    examples = [instruction_example(p["prompt"], p["response"]) for p in PAIRS]
-    encoded = encode_examples(tokenizer, examples, mask_prompt=True, eos_id=tokenizer.eos_token_id)
-    for ex, (ids, mask) in zip(examples, encoded, strict=True):
+    from vinaforge.chat import render
+
+    for pair in PAIRS:
+        ids, mask = encode_conversation(tokenizer, _chat(pair), "vi_qa", mask_prompt=True)
         labels = labels_from_mask(ids, mask)
         masked = [i for i, lab in zip(ids, labels, strict=True) if lab == IGNORE_INDEX]
         learned = [lab for lab in labels if lab != IGNORE_INDEX]
-        assert masked and learned
-        # every prompt token is masked, every response token (and the closing EOS) is learned
-        assert tokenizer.decode(masked).strip() == ex.prompt.strip()
-        assert learned[-1] == tokenizer.eos_token_id
-        assert tokenizer.decode(learned[:-1]).strip() == ex.response
-        assert ids == tokenizer(ex.text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        # the Vietnamese "### Câu hỏi / ### Trả lời" format of vinaforge.chat, defined once
+        assert tokenizer.decode(masked) == f"### Câu hỏi:\n{pair['prompt']}\n\n### Trả lời:"
+        assert learned[-1] == tokenizer.eos_token_id  # the reply and its end-of-turn token are learned
+        assert tokenizer.decode(learned[:-1]).strip() == pair["response"]
+        text = render(_chat(pair), "vi_qa", bos_token="", eos_token=tokenizer.eos_token).text
+        assert ids == tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_every_assistant_turn_is_learned_in_a_multi_turn_conversation(tokenizer):
+    msgs = [
+        {"role": "system", "content": "Bạn là trợ lý."},
+        *_chat(PAIRS[0]),
+        *_chat(PAIRS[1]),
+    ]
+    ids, mask = encode_conversation(tokenizer, msgs, "vi_qa", mask_prompt=True)
+    learned = tokenizer.decode([i for i, m in zip(ids, mask, strict=True) if m])
+    assert PAIRS[0]["response"] in learned and PAIRS[1]["response"] in learned
+    assert "Bạn là trợ lý" not in learned and PAIRS[1]["prompt"] not in learned
 
 
 def test_translation_examples_both_directions(tokenizer):
@@ -59,8 +77,9 @@ def test_translation_examples_both_directions(tokenizer):
 
 def test_packed_instruct_source_keeps_the_mask(tmp_path, tokenizer):
     path = tmp_path / "instruct.jsonl.gz"
+    sharegpt = {"conversations": [{"from": "human", "value": PAIRS[1]["prompt"]}, {"from": "gpt", "value": "Phở."}]}
     with gzip.open(path, "wt", encoding="utf-8") as fh:
-        for p in [*PAIRS, {"prompt": "", "response": "trống"}]:
+        for p in [*PAIRS, {"prompt": "", "response": "trống"}, sharegpt]:
             fh.write(json.dumps(p, ensure_ascii=False) + "\n")
     src = pack_source(
         "instruct",
@@ -69,13 +88,13 @@ def test_packed_instruct_source_keeps_the_mask(tmp_path, tokenizer):
         tmp_path / "packed",
         progress=False,
     )
-    assert src.meta["n_records"] == 4 and src.meta["n_docs"] == 3
-    assert src.meta["rejected"] == {"empty prompt or response": 1}
+    assert src.meta["n_records"] == 5 and src.meta["n_docs"] == 4  # in = kept + rejected
+    assert src.meta["rejected"] == {"message 0 (user) is empty": 1}
     rejected = [json.loads(line) for line in (src.path / "rejected.jsonl").read_text().splitlines()]
-    assert rejected[0]["reason"] == "empty prompt or response" and rejected[0]["line"] == 4
+    assert rejected[0]["reason"] == "message 0 (user) is empty" and rejected[0]["line"] == 4
     ids, labels, _ = src.block(0, src.n_tokens)
     first = src.doc_starts[1]
-    expected = encode_examples(tokenizer, [instruction_example(**PAIRS[0])], True, tokenizer.eos_token_id)[0]
+    expected = encode_conversation(tokenizer, _chat(PAIRS[0]), "vi_qa", True)
     assert ids[:first].tolist() == expected[0]
     assert (labels[:first] == IGNORE_INDEX).tolist() == [m == 0 for m in expected[1]]
     assert src.meta["n_masked_tokens"] == int((labels == IGNORE_INDEX).sum()) > 0
@@ -87,7 +106,12 @@ def test_masking_with_the_mistral_sentencepiece_tokenizer():
     from vinaforge.tokenizer.resolve import resolve_tokenizer
 
     tok = resolve_tokenizer("mistral-v0.1")
-    exs = [instruction_example(**PAIRS[0]), *translation_examples("Good morning.", "Chào buổi sáng.")]
+    ids, mask = encode_conversation(tok, _chat(PAIRS[0]), "vi_qa", True)
+    assert tok.decode([i for i, m in zip(ids, mask, strict=True) if m]) == PAIRS[0]["response"] + "</s>"
+    assert tok.decode([i for i, m in zip(ids, mask, strict=True) if not m]) == (
+        f"### Câu hỏi:\n{PAIRS[0]['prompt']}\n\n### Trả lời:"
+    )  # "▁Thủ" (the space glued to the word) opens the reply
+    exs = translation_examples("Good morning.", "Chào buổi sáng.")
     for ex, (ids, mask) in zip(exs, encode_examples(tok, exs, True, tok.eos_token_id), strict=True):
         prompt = [i for i, m in zip(ids, mask, strict=True) if m == 0]
         learned = [i for i, m in zip(ids, mask, strict=True) if m]

@@ -119,7 +119,7 @@ def benchmarks(
     """
     if ctx.invoked_subcommand is not None:
         return
-    if all(v in (None, False) for v in ctx.params.values()):  # bare `vinaforge eval`: show what it takes
+    if all(v is None or v is False or v == () for v in ctx.params.values()):  # a bare `vinaforge eval`
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
 
@@ -190,7 +190,10 @@ def bpb(
         bool, typer.Option(help="Accept a tokenizer much smaller than the model's vocabulary.")
     ] = False,
 ) -> None:
-    """Bits per byte and token perplexity on held-out text (the same definition as the CPT stage)."""
+    """Bits per byte and token perplexity on held-out text.
+
+    The same definition (and code) as the CPT stage's held-out figure.
+    """
     from vinaforge.logs import setup_console
 
     setup_console()
@@ -251,7 +254,11 @@ def translate(
         str | None, typer.Option(help="Name of the env variable holding the endpoint's key.")
     ] = None,
 ) -> None:
-    """Translate En→Vi / Vi→En and score with sacrebleu chrF++ and BLEU."""
+    """Translate En→Vi / Vi→En; score with chrF++ and BLEU.
+
+    Generation is vinaforge.generate (a local model or an OpenAI-compatible endpoint);
+    scores are sacrebleu's corpus chrF++ and BLEU, with their signatures.
+    """
     from vinaforge.logs import setup_console
 
     setup_console()
@@ -297,7 +304,10 @@ def compare(
         Path, typer.Option("--output", "-o", help="Report path (.md; .html and .png beside it).")
     ] = Path("compare.md"),
 ) -> None:
-    """Side-by-side table and bar chart of several runs or models, as Markdown and HTML."""
+    """Compare runs or models side by side (Markdown, HTML, chart).
+
+    Each source is a run folder, a stage folder or a results JSON file.
+    """
 
     def go() -> None:
         from vinaforge.eval.compare import compare as run_compare

@@ -106,7 +106,9 @@ def model_card(*, name: str, model_config: dict, hf_info: dict, files: list[tupl
                   f"(vinaforge {manifest.get('vinaforge_version', '?')}):", "",
                   "| stage | kind | config hash | wall time (s) |", "|---|---|---|---|"]  # fmt: skip
         for sname, s in manifest.get("stages", {}).items():
-            lines.append(f"| {sname} | {s.get('kind')} | `{str(s.get('config_hash', ''))[:12]}` | {s.get('wall_time_s', '')} |")
+            wall = s.get("wall_time_s")
+            wall_text = f"{wall:.1f}" if isinstance(wall, int | float) else ""
+            lines.append(f"| {sname} | {s.get('kind')} | `{str(s.get('config_hash', ''))[:12]}` | {wall_text} |")
         lines += ["", "## Data", "", "| input | licence |", "|---|---|"]
         lines += [f"| `{p}` | {lic} |" for p, lic in data_inputs(manifest, card.get("data_licences") or {})]
         lines.append("")

@@ -41,7 +41,7 @@ def _state(v: dict) -> str:
 
 
 def run(config: Config, ctx: StageContext) -> StageResult:
-    record = export_model(config, ctx.work_dir, name=config.card.name or ctx.name, run_dir=ctx.run_dir)
+    record = export_model(config, ctx.work_dir, name=config.card.name or ctx.run_dir.name, run_dir=ctx.run_dir)
     outputs = {"hf": "hf", "export": "export.json"}
     if record["gguf"]:
         outputs["gguf"] = "gguf"

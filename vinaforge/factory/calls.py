@@ -21,7 +21,9 @@ from vinaforge.generate import BackendConfig, SamplingConfig
 class Caller:
     """One backend, one cache, running token/call counts (``usage``)."""
 
-    def __init__(self, backend: BackendConfig, sampling: SamplingConfig, cache_path: str | Path) -> None:
+    def __init__(
+        self, backend: BackendConfig, sampling: SamplingConfig, cache_path: str | Path, stream: bool = False
+    ) -> None:
         self.backend_cfg, self.sampling = backend, sampling
         self.model_id = json.dumps({"kind": backend.kind, "model": backend.model, "base_url": backend.base_url,
                                     "sampling": sampling.model_dump()}, sort_keys=True)  # fmt: skip
@@ -29,6 +31,7 @@ class Caller:
         self.usage: Counter = Counter()
         self._backend = None
         self._lock = threading.Lock()
+        self.stream = stream and backend.kind == "openai"
 
     @property
     def backend(self):
@@ -78,8 +81,10 @@ class Caller:
         return [answers[k] for k in keys]
 
     def _one(self, prompt: str):
-        c = self.backend.generate([[{"role": "user", "content": prompt}]], self.sampling.params())[0]
-        return c
+        msgs = [{"role": "user", "content": prompt}]
+        if self.stream:  # a stream cut short comes back as an error completion, recorded like any failure
+            return list(self.backend.stream(msgs, self.sampling.params()))[-1].completion
+        return self.backend.generate([msgs], self.sampling.params())[0]
 
     def _record(self, key: str, c) -> tuple[str | None, str | None]:
         with self._lock:

@@ -120,17 +120,26 @@ class BenchmarkIndex:
 
     def matches(self, text_hashes: np.ndarray) -> Counter:
         """Item index -> how many of ``text_hashes`` it holds."""
-        if not len(text_hashes) or not len(self.hashes):
-            return Counter()
-        lo = np.searchsorted(self.hashes, text_hashes, side="left")
-        hi = np.searchsorted(self.hashes, text_hashes, side="right")
-        hit = hi > lo
+        return self.matches_many([text_hashes])[0]
+
+    def matches_many(self, hash_lists: list[np.ndarray]) -> list[Counter]:
+        """:meth:`matches` for many texts with one ``searchsorted`` (most n-grams miss)."""
+        out = [Counter() for _ in hash_lists]
+        if not len(self.hashes) or not hash_lists:
+            return out
+        needles = np.concatenate(hash_lists)
+        if not len(needles):
+            return out
+        owner = np.repeat(np.arange(len(hash_lists)), [len(h) for h in hash_lists])
+        lo = np.searchsorted(self.hashes, needles, side="left")
+        hit = self.hashes[np.minimum(lo, len(self.hashes) - 1)] == needles
         if not hit.any():
-            return Counter()
-        counts: Counter = Counter()
-        for a, b in zip(lo[hit].tolist(), hi[hit].tolist(), strict=True):
-            counts.update(self.item_of[a:b].tolist())
-        return counts
+            return out
+        lo, needles, owner = lo[hit], needles[hit], owner[hit]
+        hi = np.searchsorted(self.hashes, needles, side="right")
+        for o, a, b in zip(owner.tolist(), lo.tolist(), hi.tolist(), strict=True):
+            out[o].update(self.item_of[a:b].tolist())
+        return out
 
     def benchmarks(self) -> dict[str, int]:
         return dict(Counter(i.benchmark for i in self.items))
@@ -240,18 +249,28 @@ def build_index(cfg: DecontamConfig) -> BenchmarkIndex:
 
 def contamination(record: Any, index: BenchmarkIndex, cfg: DecontamConfig) -> list[dict[str, Any]]:
     """The benchmark items a record overlaps (empty when clean)."""
-    texts = list(texts_of(as_dict(record)))
-    if not texts:
-        return []
-    hs = ngram_hashes("\n".join(texts), index.ngram)
-    found = []
-    for item_i, hits in index.matches(hs).items():
-        item = index.items[item_i]
-        if hits >= min(cfg.min_hits, item.n_ngrams) or hits / item.n_ngrams >= cfg.min_coverage:
-            found.append({"benchmark": item.benchmark, "split": item.split, "item": item.id,
-                          "shared_ngrams": hits, "item_ngrams": item.n_ngrams})  # fmt: skip
-    found.sort(key=lambda m: -m["shared_ngrams"])
-    return found
+    return contamination_many([record], index, cfg)[0]
+
+
+def contamination_many(
+    records: list[Any], index: BenchmarkIndex, cfg: DecontamConfig
+) -> list[list[dict[str, Any]]]:
+    """:func:`contamination` for a batch of records (one index search for all of them)."""
+    hash_lists = [ngram_hashes("\n".join(texts_of(as_dict(r))), index.ngram) for r in records]
+    results = []
+    for counts in index.matches_many(hash_lists):
+        found = []
+        for item_i, hits in counts.items():
+            item = index.items[item_i]
+            if hits >= min(cfg.min_hits, item.n_ngrams) or hits / item.n_ngrams >= cfg.min_coverage:
+                found.append({"benchmark": item.benchmark, "split": item.split, "item": item.id,
+                              "shared_ngrams": hits, "item_ngrams": item.n_ngrams})  # fmt: skip
+        found.sort(key=lambda m: -m["shared_ngrams"])
+        results.append(found)
+    return results
+
+
+BATCH = 256
 
 
 def decontaminate(
@@ -269,9 +288,7 @@ def decontaminate(
     cfg = config or DecontamConfig()
     index = index or build_index(cfg)
     kept, dropped = [], []
-    for rec in records:
-        d = as_dict(rec)
-        found = contamination(d, index, cfg)
+    for d, found in _checked(records, index, cfg):
         if not found:
             kept.append(d)
             continue
@@ -281,6 +298,17 @@ def decontaminate(
         flagged = {**d, "_decontam": {"reason": reason, "matches": found[:10]}}
         (dropped if cfg.drop else kept).append(flagged)
     return kept, dropped
+
+
+def _checked(records: Iterable[Any], index: BenchmarkIndex, cfg: DecontamConfig):
+    batch: list[dict[str, Any]] = []
+    for rec in records:
+        batch.append(as_dict(rec))
+        if len(batch) >= BATCH:
+            yield from zip(batch, contamination_many(batch, index, cfg), strict=True)
+            batch = []
+    if batch:
+        yield from zip(batch, contamination_many(batch, index, cfg), strict=True)
 
 
 def summarize(dropped: list[dict[str, Any]], n_in: int) -> dict[str, Any]:
@@ -333,24 +361,25 @@ class DecontaminateStep(PipelineStep):
         self.cfg = cfg
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from vinaforge.factory.pipeline import batched
+
         index = build_index(self.cfg)
-        for doc in data or []:
-            m = doc.metadata
-            if not m.get("rejected"):
-                with self.track_time():
-                    found = contamination(m["record"], index, self.cfg)
+        for batch in batched(data, BATCH):
+            todo = [d for d in batch if not d.metadata.get("rejected")]
+            with self.track_time():
+                results = contamination_many([d.metadata["record"] for d in todo], index, self.cfg)
+            for doc, found in zip(todo, results, strict=True):
+                m = doc.metadata
+                m["usage"] = {"bytes": sum(len(t.encode("utf-8")) for t in texts_of(m["record"]))}
                 if found:
                     top = found[0]
-                    m["record"] = {**m["record"], "_decontam": {"matches": found[:10]}}
-                    m["record"]["_decontam"]["reason"] = reason = (
-                        f"contaminated: {top['benchmark']}/{top['split']}#{top['item']} "
-                        f"({top['shared_ngrams']} shared {index.ngram}-grams)"
-                    )
+                    reason = (f"contaminated: {top['benchmark']}/{top['split']}#{top['item']} "
+                              f"({top['shared_ngrams']} shared {index.ngram}-grams)")  # fmt: skip
+                    m["record"] = {**m["record"], "_decontam": {"reason": reason, "matches": found[:10]}}
                     if self.cfg.drop:
                         m["rejected"] = reason
                     self.stat_update("contaminated")
-                m["usage"] = {"bytes": sum(len(t.encode("utf-8")) for t in texts_of(m["record"]))}
-            yield doc
+            yield from batch
 
 
 def run_decontaminate(cfg: Config, output: str | Path, overwrite: bool = False) -> dict[str, Any]:

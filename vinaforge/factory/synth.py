@@ -398,13 +398,19 @@ def synth_instructions(cfg: Config, out: Path) -> dict[str, Any]:
     finally:
         caller.close()
     kept = [c for c in cands if "_reason" not in c]
-    rejected = [{"source": c["id"], "reason": c.pop("_reason"), "record": c} for c in cands if "_reason" in c]
+    rejected = [{"source": c["id"], "reason": c["_reason"], "record": {k: v for k, v in c.items() if k != "_reason"}}
+                for c in cands if "_reason" in c]  # fmt: skip
     from vinaforge.chat import write_jsonl
 
     write_jsonl(out / "kept" / "instructions.jsonl", kept)
     write_jsonl(out / "rejected" / "instructions.jsonl", rejected)
     reasons = Counter(r["reason"].split(":")[0] for r in rejected)
-    all_texts = [" ".join(m["content"] for m in c["messages"]) for c in cands if "messages" in c]
+    # every reply the model gave (parsed or not): the diversity of what it writes
+    all_texts = [
+        " ".join(m["content"] for m in c["messages"]) if "messages" in c else c.get("raw") or ""
+        for c in cands
+    ]
+    all_texts = [t for t in all_texts if t.strip()]
     kept_texts = [" ".join(m["content"] for m in c["messages"]) for c in kept]
     return {"input": len(cands), "kept": len(kept), "rejected": len(rejected), "reasons": dict(reasons),
             "usage": dict(usage), "by_method": dict(Counter(c["method"].split("_")[0] for c in cands)),
@@ -532,6 +538,8 @@ def report_section(stats: dict[str, Any], cfg: Config) -> str:
     div = stats.get("diversity", {})
     if div:
         lines += [
+            "",
+            "Diversity (candidates: every reply the model gave; kept: what passed the checks):",
             "",
             "| set | texts | distinct-1 | distinct-2 | distinct-3 | embedding spread |",
             "|---|---|---|---|---|---|",

@@ -85,6 +85,9 @@ class Config(ScaleConfig):
     batch_records: int = Field(
         32, ge=1, description="records per generate call (the backend bounds concurrency)"
     )
+    stream: bool = Field(
+        False, description="endpoint: stream each answer (a cut stream is a recorded failure)"
+    )
     limit: int = Field(0, ge=0, description="translate at most this many records (0: all)")
     checks: Checks = Field(default_factory=Checks)
     cache: str | None = Field(None, description="call cache file (default: OUTPUT/cache.sqlite), shareable")
@@ -158,7 +161,7 @@ class TranslateStep(PipelineStep):
         from vinaforge.factory.calls import Caller
         from vinaforge.factory.prompts import resolve_template
 
-        caller = Caller(self.cfg.backend, self.cfg.sampling, self.cache_path)
+        caller = Caller(self.cfg.backend, self.cfg.sampling, self.cache_path, stream=self.cfg.stream)
         template = resolve_template(self.cfg.template, "template")
         back = resolve_template(self.cfg.checks.back_translation.template, "checks.back_translation.template")
         seen = 0

@@ -3,11 +3,17 @@
 The app (``apps/collect``, a separate deployable) exposes, for an admin API token:
 
 - ``POST /api/loop/replies`` ``{"model", "items": [{"prompt": [messages], "replies": [...]}]}`` →
-  ``{"items": [{"parent_id", "reply_ids": [...]}]}``: each prompt becomes (or is matched to) a
-  prompt message with the replies as model-origin children, queued for ranking;
+  ``{"items": [{"parent_id", "reply_ids": [...], "rejected": [{"reply", "reasons"}], "error"}],
+  "counts": {...}}``, one result per item in order: each prompt becomes (or is matched to) a
+  prompt message with the replies as model-origin children, ready for ranking; replies refused
+  by the app's checks are listed with their reasons; a refused prompt has ``parent_id: null``
+  and an ``error``;
 - ``GET /api/loop/rankings?parent_ids=1,2&min_rankings=3`` → ``{"items": [{"parent_id",
-  "prompt", "replies", "ranks"}]}`` for parents with enough independent rankings (consensus by
-  Ranked Pairs).
+  "prompt", "replies", "ranks", "reply_ids", "n_rankings", ...}], "waiting": [{"parent_id",
+  "n_rankings"}], "missing": [...], "min_rankings"}``: ranked lists (best first, ties share a
+  rank) for parents with enough independent rankings (consensus by Ranked Pairs).
+
+The server side is ``apps/collect/vinaforge_collect/api.py``; docs/collect.md documents both.
 
 vinaforge never imports the app: this module speaks HTTP only. Hand-written glue over ``httpx``.
 """
@@ -44,18 +50,24 @@ def push_replies(url: str, token: str, samples: list[dict], model: str) -> dict[
     items = [{"prompt": s["messages"], "replies": s["replies"]} for s in samples]
     try:
         with _client(url, token) as c:
-            return _check(c.post("/api/loop/replies", json={"model": model, "items": items}), url)
+            pushed = _check(c.post("/api/loop/replies", json={"model": model, "items": items}), url)
     except httpx.HTTPError as err:
         raise AppError(f"cannot reach the collection app at {redact_url(url)}: {err}") from err
+    results = pushed.get("items", [])
+    if not any(r.get("parent_id") is not None for r in results):
+        first = next((r.get("error") for r in results if r.get("error")), "no item stored")
+        raise AppError(f"{redact_url(url)} refused every prompt (first reason: {first})")
+    return pushed
 
 
 def fetch_rankings(url: str, token: str, pushed: dict[str, Any], min_rankings: int) -> list[dict]:
     """Ranked lists of the pushed prompts that people have ranked often enough."""
-    ids = ",".join(str(i["parent_id"]) for i in pushed.get("items", []))
+    ids = ",".join(str(i["parent_id"]) for i in pushed.get("items", []) if i.get("parent_id") is not None)
     try:
         with _client(url, token) as c:
             data = _check(c.get("/api/loop/rankings", params={"parent_ids": ids, "min_rankings": min_rankings}), url)
     except httpx.HTTPError as err:
         raise AppError(f"cannot reach the collection app at {redact_url(url)}: {err}") from err
     return [{"prompt": it["prompt"], "replies": it["replies"], "ranks": it["ranks"], "ranked_by": "people",
-             "parent_id": it["parent_id"]} for it in data.get("items", [])]  # fmt: skip
+             "parent_id": it["parent_id"], "n_rankings": it.get("n_rankings")}
+            for it in data.get("items", [])]  # fmt: skip

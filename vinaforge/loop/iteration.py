@@ -164,7 +164,8 @@ def step_rank(cfg: Config, samples_path: Path, out: Path) -> dict:
 
         pushed = push_replies(r.app_url, os.environ.get(r.app_token_env or "", ""), samples, str(cfg.policy))
         atomic_write_json(out / "pushed.json", pushed)
-        return {"pushed": len(pushed.get("items", [])), "ranked_by": "people"}
+        stored = sum(i.get("parent_id") is not None for i in pushed.get("items", []))
+        return {"pushed": stored, "ranked_by": "people", **pushed.get("counts", {})}
     if r.kind == "reward_model":
         from vinaforge.generate.reward import RewardModel
 

@@ -31,9 +31,30 @@ class SweepConfig(StageConfig):
     """Try each combination of values and keep the candidate with the best score."""
 
     grid: dict[str, list[float]] = Field(min_length=1)  # dotted key of this config -> values
-    eval: dict[str, Any]  # settings of the eval stage (everything but `model`)
-    select: str = "held-out bits_per_byte"  # a metric of the eval stage's report
+    eval: dict[str, Any] = {}  # settings of the eval stage (everything but `model`)
+    judge: dict[str, Any] | None = None  # settings of the judge stage (everything but `models`): all candidates at once
+    select: str = "held-out bits_per_byte"  # a metric of the eval stage's report, or "judge" (Bradley–Terry)
     keep_candidates: bool = False
+
+    @field_validator("judge")
+    @classmethod
+    def _valid_judge(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        from vinaforge.eval.judge.stage import Config as JudgeConfig
+
+        if "models" in value:
+            raise ValueError("judge.models: leave it out; the candidates are the models")
+        JudgeConfig.model_validate({"models": {"a": "@candidate-a", "b": "@candidate-b"}, **value})
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_select_by(self):
+        if not self.eval and self.judge is None:
+            raise ValueError("give `eval` settings, `judge` settings, or both, to score the candidates")
+        if self.select == "judge" and self.judge is None:
+            raise ValueError("select: judge needs `judge` settings (its judge model or endpoint)")
+        return self
 
     @field_validator("grid")
     @classmethod
@@ -50,6 +71,8 @@ class SweepConfig(StageConfig):
     def _valid_eval(cls, value: dict[str, Any]) -> dict[str, Any]:
         from vinaforge.eval.stage import Config as EvalConfig
 
+        if not value:
+            return value
         if "model" in value:
             raise ValueError("eval.model: leave it out; each candidate is evaluated in turn")
         EvalConfig.model_validate({"model": "@candidate", **value})

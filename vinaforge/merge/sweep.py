@@ -4,7 +4,9 @@ Each candidate is the merge config with some keys set (``{"chat_vector.lam": 0.5
 ``{"models.0.parameters.weight": 0.7}``). It is merged into ``candidates/<i>/model`` and
 evaluated by the eval stage itself (:func:`vinaforge.eval.stage.run`: bits per byte on
 held-out Vietnamese, the chosen benchmarks, and whatever else that stage is configured to do),
-so a sweep scores candidates exactly as the ``eval`` stage would. Finished candidates are kept
+so a sweep scores candidates exactly as the ``eval`` stage would. With ``judge`` settings (a judge
+model or endpoint), all candidates also go through one pairwise LLM-as-judge run (the ``judge``
+stage) and ``select: judge`` keeps the best Bradley–Terry rating. Finished candidates are kept
 with their scores, so an interrupted sweep resumes where it stopped. The winner's folder is
 renamed to the output; the others are deleted unless ``keep_candidates``.
 
@@ -94,6 +96,18 @@ def _evaluate(model_dir: Path, eval_settings: dict, ctx: StageContext, work: Pat
     return dict(eval_stage.run(eval_cfg, sub).metrics)
 
 
+def _judge(candidates: dict[str, Path], judge_settings: dict, ctx: StageContext, work: Path) -> dict[str, float]:
+    """All candidates in one pairwise LLM-as-judge run; their Bradley–Terry ratings by candidate name."""
+    from vinaforge.eval.judge import stage as judge_stage
+
+    cfg = judge_stage.Config.model_validate({"models": {k: str(v) for k, v in candidates.items()}, **judge_settings})
+    work.mkdir(parents=True, exist_ok=True)
+    sub = StageContext(name=f"{ctx.name}-judge", kind="judge", run_dir=ctx.run_dir, work_dir=work, final_dir=work,
+                       upstream=ctx.upstream, log=ctx.log, seed=ctx.seed)  # fmt: skip
+    metrics = judge_stage.run(cfg, sub).metrics
+    return {name: float(metrics[f"bt_{name}"]) for name in candidates if f"bt_{name}" in metrics}
+
+
 def run_sweep(config, out_dir: Path, ctx: StageContext) -> SweepResult:
     """Merge and evaluate every candidate, keep the best as ``out_dir``."""
     from vinaforge.eval.report import lower_is_better
@@ -115,14 +129,20 @@ def run_sweep(config, out_dir: Path, ctx: StageContext) -> SweepResult:
             if (folder / "model").exists():
                 shutil.rmtree(folder / "model")
             merge_models(cand, folder / "model", seed=ctx.seed)
-            scores = _evaluate(folder / "model", sweep.eval, ctx, folder / "eval")
+            scores = _evaluate(folder / "model", sweep.eval, ctx, folder / "eval") if sweep.eval else {}
             atomic_write_json(score_file, scores)
-        if sweep.select not in scores:
-            raise MergeInputError(
-                f"sweep.select: metric {sweep.select!r} is not among the eval results: {', '.join(sorted(scores))}"
-            )
-        rows.append({"candidate": i, **values, sweep.select: scores[sweep.select]})
+        rows.append({"candidate": i, **values})
         metrics[str(i)] = scores
+    if sweep.judge is not None:
+        ratings = _judge({f"c{i:02d}": root / f"{i:02d}" / "model" for i in range(len(rows))}, sweep.judge, ctx,
+                         ctx.work_dir / "judge")  # fmt: skip
+        for i in range(len(rows)):
+            metrics[str(i)]["judge"] = ratings.get(f"c{i:02d}", float("-inf"))
+    for i, row in enumerate(rows):
+        if sweep.select not in metrics[str(i)]:
+            raise MergeInputError(f"sweep.select: metric {sweep.select!r} is not among the candidates' scores: "
+                                  f"{', '.join(sorted(metrics[str(i)]))}")  # fmt: skip
+        row[sweep.select] = metrics[str(i)][sweep.select]
     lower = lower_is_better(sweep.select)
     pick = min if lower else max
     best = pick(range(len(rows)), key=lambda j: rows[j][sweep.select])

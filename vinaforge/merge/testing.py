@@ -80,3 +80,13 @@ def tiny_family(
     save_model(vi, ext_tok, root / "vi")
     (root / ".complete").touch()
     return {name: root / name for name in names}
+
+
+def load_tensors(folder: str | Path) -> dict:
+    """Every tensor of a model folder's safetensors files, by name."""
+    from safetensors.torch import load_file
+
+    out: dict = {}
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out

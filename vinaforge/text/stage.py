@@ -76,6 +76,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     """Compute statistics over ``config.inputs`` and write ``stats.json`` and a plot."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from vinaforge.logs import console
     from vinaforge.text.legacy import decode_legacy, detect_legacy
     from vinaforge.text.normalize import normalize_text
     from vinaforge.text.stats import TextStats, doc_stats
@@ -102,6 +103,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         transient=True,
+        console=console(),  # the one console the log lines use: bar and logs never interleave
     ) as progress:
         for path in files:
             task = progress.add_task(path.name, total=None)

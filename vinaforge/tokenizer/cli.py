@@ -184,27 +184,29 @@ def fertility(
 
 
 def print_table(results) -> None:
+    """The fertility table, readable at 80 columns: tokenizers are numbered, their names listed below whole."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     def f(x, fmt="{:.3f}"):
         return "-" if x is None else fmt.format(x)
 
-    table = Table(title="Tokenizer fertility")
+    table = Table(title="Tokenizer fertility", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in (
-        "tokenizer",
+        "#",
         "vocab",
-        "tokens/vi syllable",
-        "single-token syllables",
-        "tokens/en word",
-        "chars/token",
-        "round-trip failures",
+        "tokens per\nvi syllable",
+        "one-token\nsyllables",
+        "tokens per\nen word",
+        "chars per\ntoken",
+        "round-trip\nfailures",
     ):
-        table.add_column(col, justify="left" if col == "tokenizer" else "right")
-    for r in results:
+        table.add_column(col, justify="right")
+    for i, r in enumerate(results, 1):
         fails = sum(p.roundtrip_failures for p in (r.vi, r.en) if p)
         table.add_row(
-            r.name,
+            str(i),
             f"{r.vocab_size:,}",
             f(r.vi_tokens_per_syllable, "{:.4f}"),
             f(r.single_token_syllable_share, "{:.1%}"),
@@ -212,7 +214,10 @@ def print_table(results) -> None:
             f(r.chars_per_token, "{:.2f}"),
             str(fails),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for i, r in enumerate(results, 1):
+        console.print(f"{i:>3}  {r.name}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()

@@ -114,6 +114,8 @@ def iter_corpus(
 
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from vinaforge.logs import console
+
     files = corpus_files(paths)
     stats = stats if stats is not None else CorpusStats()
     stats.files = [str(f) for f in files]
@@ -143,6 +145,7 @@ def iter_corpus(
             TextColumn("{task.description}"),
             disable=not progress,
             transient=True,
+            console=console(),  # the one console the log lines use: bar and logs never interleave
         ) as bar:
             task = bar.add_task("", total=goal)
             for path, quota in zip(files, quotas, strict=True):

@@ -166,6 +166,8 @@ def plan(
     """Run the chosen strategy against the base's encoder replay, within ``budget`` entries."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from vinaforge.logs import console
+
     planner = Planner(fam.sim, fam.alphabet, budget, settings.max_token_chars)
     if units is not None and settings.only_vietnamese:
         keep_vietnamese(units)
@@ -181,6 +183,7 @@ def plan(
         TimeElapsedColumn(),
         disable=not progress,
         transient=True,
+        console=console(),  # the one console the log lines use: bar and logs never interleave
     ) as bar:
         task = bar.add_task("", total=budget, completed=planner.used)
 

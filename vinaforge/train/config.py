@@ -52,13 +52,34 @@ class SourceConfig(StageConfig):
     src_field: str = "en"
     tgt_field: str = "vi"
     directions: list[Literal["forward", "backward"]] = Field(default_factory=lambda: ["forward", "backward"])
-    # kind: instruct (hybrid pretraining: prompt tokens masked from the loss)
-    prompt_field: str = "prompt"
-    response_field: str = "response"
+    # kind: instruct (hybrid pretraining: conversations read by vinaforge.chat, rendered with a chat
+    # template; everything but the assistant replies is masked from the loss)
+    format: str = Field(
+        "auto", description="instruct: messages, sharegpt, alpaca, prompt_response, preference or auto"
+    )
+    chat_template: str = Field(
+        "vi_qa", description="instruct: a vinaforge.chat template name (vi_qa, chatml, mistral...) or .jinja file"
+    )
+    prompt_field: str = Field("prompt", description="instruct: field read as the prompt when not 'prompt'")
+    response_field: str = Field("response", description="instruct: field read as the reply when not 'response'")
     prompt_template: str | None = Field(
-        None, description="template of the prompt side; default depends on the kind (see examples.py)"
+        None, description="parallel: template of the prompt side (default in examples.py)"
     )
     mask_prompt: bool | None = Field(None, description="label prompt tokens -100; default: true for instruct")
+
+    @model_validator(mode="after")
+    def _instruct_settings(self) -> SourceConfig:
+        if self.kind == "instruct" and self.prompt_template is not None:
+            raise ValueError(
+                "prompt_template: instruct sources are rendered with a chat template; "
+                "set chat_template (e.g. vi_qa) instead"
+            )
+        if self.kind == "instruct":
+            from vinaforge.chat import FORMATS
+
+            if self.format not in FORMATS:
+                raise ValueError(f"format: {self.format!r} is not one of {', '.join(FORMATS)}")
+        return self
     max_docs: int | None = Field(None, gt=0, description="read at most this many records")
     max_tokens: int | None = Field(None, gt=0, description="stop packing once this many tokens are written")
 

@@ -495,6 +495,8 @@ class CptTrainer:
     def _progress(self, acc):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        from vinaforge.logs import console
+
         return Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -504,6 +506,7 @@ class CptTrainer:
             TextColumn("MFU {task.fields[mfu]}"),
             TimeRemainingColumn(),
             disable=not (self.cfg.progress and acc.is_main_process),
+            console=console(),  # the log lines' console: bar and logs never interleave
         )
 
     # ------------------------------------------------------------------ one phase

@@ -1,16 +1,19 @@
-"""Training examples built from pairs: En<->Vi translation and hybrid instruction examples.
+"""Training examples for continued pretraining: En<->Vi translation pairs and hybrid instruction data.
 
 VBD-LLaMA2 trained the new (Vietnamese) latent space on En<->Vi translation before continued
 pretraining; SeaLLMs mixed instruction data into pretraining with the source side masked from the
-loss. Each example is a prompt and a response: the prompt's tokens carry label -100 when masked,
-the response's tokens (and the closing EOS) are trained on.
+loss. A translation example is a prompt and a response; an instruction example is a conversation
+(read by :mod:`vinaforge.chat` from any format it knows) rendered with a chat template of its
+registry (``vi_qa``, the "### Câu hỏi / ### Trả lời" format, by default), so that CPT sees the same
+text the chat model is later trained and served with. Masked tokens carry label -100; the
+responses / assistant replies (and their end-of-turn token) are trained on.
 
 The split is taken from the tokenizer's own character offsets on the *joined* text, so the tokens
 are exactly those of the full example (tokenizing prompt and response separately would change how
 a SentencePiece or byte-level BPE tokenizer cuts the boundary).
 
-Hand-written: the templates and masking rule are Vietnamese-recipe specific; tokenization is the
-Hugging Face tokenizer's.
+Hand-written: the translation template and masking rule are Vietnamese-recipe specific; chat
+templates and conversation readers are vinaforge.chat's, tokenization the Hugging Face tokenizer's.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ IGNORE_INDEX = -100
 LANGUAGE_NAMES = {"en": "English", "vi": "Tiếng Việt"}
 
 DEFAULT_TRANSLATION_TEMPLATE = "{src_name}: {src}\n{tgt_name}:"
-DEFAULT_INSTRUCT_TEMPLATE = "### Câu hỏi:\n{prompt}\n\n### Trả lời:"
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,32 @@ def translation_examples(
     return out
 
 
-def instruction_example(prompt: str, response: str, template: str | None = None) -> Example:
-    """A hybrid-pretraining example: the templated instruction, then the answer."""
-    template = template or DEFAULT_INSTRUCT_TEMPLATE
-    return Example(prompt=template.format(prompt=prompt), response=response, separator="\n")
+def encode_conversation(
+    tokenizer, messages: list[dict], template: str, mask_prompt: bool, add_bos: bool = False
+) -> tuple[list[int], list[int]]:
+    """Token ids and loss mask (1 = learned) of a conversation rendered with a chat template.
+
+    ``template`` is a registry name or Jinja text with ``{% generation %}`` markers. The rendered
+    text is tokenized whole; a token is learned when it overlaps an assistant span (the reply and
+    its end-of-turn token), as transformers' ``return_assistant_tokens_mask`` decides. The document
+    always ends with EOS, so packed conversations stay separated.
+    """
+    from vinaforge.chat.templates import render
+
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("instruct sources need a fast tokenizer (character offsets for the reply mask)")
+    bos = (tokenizer.bos_token or "") if add_bos else ""
+    rendered = render(messages, template, bos_token=bos, eos_token=tokenizer.eos_token or "")
+    enc = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    mask = []
+    for start, end in enc["offset_mapping"]:
+        inside = end > start and any(start < e and end > s for s, e in rendered.assistant_spans)
+        mask.append(1 if inside or not mask_prompt else 0)
+    if not ids or ids[-1] != tokenizer.eos_token_id:
+        ids.append(tokenizer.eos_token_id)
+        mask.append(1)
+    return ids, mask
 
 
 def encode_examples(

@@ -34,12 +34,11 @@ import numpy as np
 from vinaforge.io import atomic_write_json, expand_inputs, iter_jsonl, iter_texts, sha256_path
 from vinaforge.train.config import SourceConfig
 from vinaforge.train.examples import (
-    DEFAULT_INSTRUCT_TEMPLATE,
     DEFAULT_TRANSLATION_TEMPLATE,
     IGNORE_INDEX,
     Example,
+    encode_conversation,
     encode_examples,
-    instruction_example,
     translation_examples,
 )
 
@@ -79,6 +78,7 @@ class Record:
     line: int
     text: str | None = None
     examples: list[Example] | None = None
+    messages: list[dict] | None = None  # kind: instruct (a vinaforge.chat conversation)
 
 
 def _iter_json_records(path: Path) -> Iterator[tuple[int, dict]]:
@@ -132,16 +132,25 @@ def iter_records(
                     cfg.prompt_template or DEFAULT_TRANSLATION_TEMPLATE,
                 )
             else:  # instruct
-                prompt = _field(raw, cfg.prompt_field, path, lineno).strip()
-                response = _field(raw, cfg.response_field, path, lineno).strip()
                 rec = Record(str(path), lineno)
-                if not prompt or not response:
-                    rejects(rec, "empty prompt or response", raw)
+                try:
+                    rec.messages = conversation_of(raw, cfg)
+                except ValueError as err:  # vinaforge.chat's reason: bad role order, empty turn, ...
+                    rejects(rec, str(err), raw)
                     continue
-                rec.examples = [
-                    instruction_example(prompt, response, cfg.prompt_template or DEFAULT_INSTRUCT_TEMPLATE)
-                ]
             yield rec
+
+
+def conversation_of(raw: dict, cfg: SourceConfig) -> list[dict]:
+    """The validated messages of one instruct record, in any format vinaforge.chat reads."""
+    from vinaforge.chat import parse_record
+
+    if cfg.prompt_field != "prompt" or cfg.response_field != "response":
+        raw = dict(raw)
+        for field, key in ((cfg.prompt_field, "prompt"), (cfg.response_field, "response")):
+            if field in raw:
+                raw[key] = raw.pop(field)
+    return parse_record(raw, fmt=cfg.format, kind="conversation").messages
 
 
 # ----------------------------------------------------------------------------- the packed source
@@ -250,7 +259,7 @@ class _Writer:
         self.n_tokens += len(ids)
 
     def reject(self, rec: Record, reason: str, raw: dict) -> None:
-        self.reasons[reason] += 1
+        self.reasons[reason.split(":")[0]] += 1  # counted by kind; the record keeps the whole reason
         entry = {"file": rec.file, "line": rec.line, "reason": reason}
         if raw:
             entry["record"] = raw
@@ -349,6 +358,14 @@ def _pack_into(
 
     dtype = token_dtype(len(tokenizer))
     with_mask = cfg.kind != "text" and cfg.masks_prompt()
+    template = None
+    if cfg.kind == "instruct":
+        from vinaforge.chat.templates import TemplateError, resolve_template_text
+
+        try:
+            template = resolve_template_text(cfg.chat_template)[1]
+        except TemplateError as err:
+            raise PackingError(f"data.sources.{name}.chat_template: {err}") from err
     writer = _Writer(folder, dtype, with_mask)
     n_records = 0
     limit_hit = None
@@ -361,6 +378,9 @@ def _pack_into(
             enc = tokenizer([r.text for r in batch], add_special_tokens=False)["input_ids"]
             for ids in enc:
                 writer.add(([bos] if bos is not None else []) + list(ids) + [eos], None)
+        elif cfg.kind == "instruct":
+            for r in batch:
+                writer.add(*encode_conversation(tokenizer, r.messages, template, cfg.masks_prompt(), bos is not None))
         else:
             examples = [ex for r in batch for ex in r.examples]
             for ids, mask in encode_examples(tokenizer, examples, cfg.masks_prompt(), eos, bos):
@@ -375,7 +395,9 @@ def _pack_into(
         TextColumn("{task.fields[tokens]} tokens"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, disable=not progress, transient=True) as bar:
+    from vinaforge.logs import console  # the bar shares the log lines' console: they never interleave
+
+    with Progress(*columns, disable=not progress, transient=True, console=console()) as bar:
         task = bar.add_task(name, total=len(files), tokens="0")
         current_file = None
         for rec in iter_records(cfg, files, writer.reject):

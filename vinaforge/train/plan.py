@@ -13,7 +13,7 @@ phases or are tried as changes), the estimate adds:
 - **activations** saved for the backward pass: per token and layer, 7h + 2h_kv + 4i elements for a
   Llama/Mistral block with SDPA or flash attention (norm inputs and outputs, q/k/v, attention output
   and its reshaped copy, the SwiGLU branches), or one hidden state per layer with gradient
-  checkpointing plus one layer recomputed; plus twice one layer's activations for the gradients in
+  checkpointing plus one layer recomputed; plus one layer's activations for the gradients in
   flight during its backward pass; the fp32 logits, their log-softmax and both gradients (16 bytes per token x vocab
   entry) unless ``fused_loss`` avoids them;
 - **overhead**: 1.5 GiB of CUDA context and allocator slack per GPU.
@@ -156,7 +156,7 @@ def activation_bytes(shape: Shape, s: Settings) -> dict[str, float]:
         act = 4
     per_layer_token = 7 * shape.hidden + 2 * shape.kv_hidden + 4 * shape.intermediate
     one_layer = tokens * per_layer_token * act
-    transient = 2 * one_layer  # gradients of one layer's activations while its backward runs
+    transient = one_layer  # gradients of one layer's activations while its backward runs
     if s.gradient_checkpointing:
         stored = tokens * shape.layers * shape.hidden * _bytes(s.model_dtype)
         layers = stored + one_layer + transient  # one layer recomputed at a time

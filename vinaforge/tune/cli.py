@@ -21,17 +21,38 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML file of th
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder (final/, summary.json...).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a key: KEY=VALUE, e.g. training.max_steps=10.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v")]
+StageOpt = Annotated[str | None, typer.Option("--stage", help="CONFIG is a recipe: use this stage's settings.")]
 
 
-def _run(method: str, entry: str, config: Path, output: Path, sets: list[str] | None, verbose: bool) -> None:
+def _stage_config(config: Path, stage: str, output: Path) -> Path:
+    """A recipe's stage settings as a stand-alone YAML (for `accelerate launch ... tune sft --stage`)."""
+    import yaml
+
+    from vinaforge.io import atomic_write_text
+
+    data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    stages = data.get("stages") if isinstance(data, dict) else None
+    if not isinstance(stages, dict) or stage not in stages:
+        raise ValueError(f"{config}: no stages.{stage} in this recipe")
+    settings = {k: v for k, v in stages[stage].items() if k != "kind"}
+    out = output / f"{stage}.config.yaml"
+    atomic_write_text(out, yaml.safe_dump(settings, allow_unicode=True, sort_keys=False))
+    return out
+
+
+def _run(method: str, entry: str, config: Path, output: Path, sets: list[str] | None, verbose: bool,
+         stage: str | None = None) -> None:
     from vinaforge.logs import console, fail, log_to_file, setup_console
     from vinaforge.recipe import RecipeError, load_stage_config
 
     setup_console(logging.DEBUG if verbose else logging.INFO)
     module = importlib.import_module(f"vinaforge.tune.{method}")
     try:
+        if stage:
+            output.mkdir(parents=True, exist_ok=True)
+            config = _stage_config(config, stage, output)
         cfg = load_stage_config(module.Config, config, sets)
-    except RecipeError as err:
+    except (RecipeError, ValueError, OSError) as err:
         fail(str(err))
         return
     output.mkdir(parents=True, exist_ok=True)
@@ -44,16 +65,17 @@ def _run(method: str, entry: str, config: Path, output: Path, sets: list[str] | 
         fail(f"{method}: {err}")
         return
     shown = {k: v for k, v in result.items() if k in ("steps", "final_loss", "final_eval_loss", "preference", "pairs",
-                                                      "prompts", "safety", "rejected")}  # fmt: skip
+                                                      "prompts", "safety", "rejected", "eval_accuracy", "eval_pairs", "eval_after")}  # fmt: skip
     if "safety" in shown and shown["safety"]:
         shown["safety"] = {k: shown["safety"][k] for k in ("refusal_rate", "over_refusal_rate")}
     console().print_json(json.dumps(shown, ensure_ascii=False, default=str))
 
 
 @app.command()
-def sft(config: ConfigOpt, output: OutputOpt, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+def sft(config: ConfigOpt, output: OutputOpt, set_: SetOpt = None, stage: StageOpt = None,
+        verbose: VerboseOpt = False) -> None:
     """Supervised fine-tuning (full / LoRA / QLoRA / DoRA); the model lands in OUTPUT/final."""
-    _run("sft", "train_sft", config, output, set_, verbose)
+    _run("sft", "train_sft", config, output, set_, verbose, stage)
 
 
 @app.command()
@@ -78,3 +100,15 @@ def kto(config: ConfigOpt, output: OutputOpt, set_: SetOpt = None, verbose: Verb
 def self_preference(config: ConfigOpt, output: OutputOpt, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
     """Sample N replies per prompt, judge them, keep best vs worst as pairs (resumable)."""
     _run("self_preference", "build_pairs", config, output, set_, verbose)
+
+
+@app.command()
+def reward(config: ConfigOpt, output: OutputOpt, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """Reward model from preference pairs or ranked lists (TRL RewardTrainer); held-out accuracy, calibration."""
+    _run("reward", "train_reward", config, output, set_, verbose)
+
+
+@app.command()
+def rl(config: ConfigOpt, output: OutputOpt, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """Policy optimisation against a reward model and rule rewards: GRPO, RLOO or online DPO."""
+    _run("rl", "train_rl", config, output, set_, verbose)

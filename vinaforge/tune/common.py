@@ -25,11 +25,10 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from vinaforge.recipe import InputPath
 from vinaforge.stage import StageConfig
 
 log = logging.getLogger(__name__)
@@ -43,6 +42,21 @@ DEFAULT_PROMPTS = [
     "Làm thế nào để tiết kiệm điện trong gia đình?",
     "Giải thích ngắn gọn vì sao cần uống đủ nước mỗi ngày.",
 ]
+
+
+def _check_model_source(value: str) -> str:
+    import re
+
+    if value.startswith("@") or Path(value).exists():
+        return value
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value):
+        return value  # a hub id (owner/name), loaded by from_pretrained on the user's machine
+    raise ValueError(f"model folder not found: {value!r} (relative to {os.getcwd()}); "
+                     "give a folder, '@stage/path' or a hub id owner/name")
+
+
+ModelSource = Annotated[str, AfterValidator(_check_model_source)]
+"""A model folder that must exist, an ``@stage/...`` reference, or a hub id ``owner/name``."""
 
 
 class TuneError(ValueError):
@@ -69,7 +83,7 @@ class LoraOptions(BaseModel):
 class ModelFields(StageConfig):
     """The model part of every tune stage config."""
 
-    model: InputPath = Field(..., description="HF model folder (or '@stage/path'), any from_pretrained model")
+    model: ModelSource = Field(..., description="HF model folder, '@stage/path' or hub id: any from_pretrained model")
     mode: Mode = Field("lora", description="full | lora | qlora (4-bit NF4, needs bitsandbytes) | dora")
     lora: LoraOptions = LoraOptions()
     chat_template: str = Field(
@@ -168,7 +182,7 @@ def require_bitsandbytes() -> None:
     if not bitsandbytes_available():
         raise TuneError(
             "mode: qlora needs bitsandbytes (4-bit NF4), which is not installed; "
-            "install it with `pip install 'vinaforge[qlora]'` or set mode: lora"
+            "install it with `pip install 'vinaforge[fit]'` or set mode: lora"
         )
 
 

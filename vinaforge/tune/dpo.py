@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from vinaforge.recipe import InputPath
 from vinaforge.stage import StageContext, StageResult
+from vinaforge.tune.common import ModelSource
 from vinaforge.tune.preference import PreferenceFields
 
 RESUMABLE = True
@@ -30,7 +30,7 @@ class Config(PreferenceFields):
     loss_type: list[str] = Field(["sigmoid"], description="TRL loss list; ['sigmoid', 'sft'] is RPO")
     loss_weights: list[float] | None = None
     precompute_ref_log_probs: bool = Field(False, description="reference log-probs once up front; no reference in memory")
-    ref_model: InputPath | None = Field(None, description="full mode: the reference folder (default: model)")
+    ref_model: ModelSource | None = Field(None, description="full mode: the reference folder (default: model)")
 
     @field_validator("loss_type")
     @classmethod

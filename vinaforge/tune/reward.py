@@ -310,7 +310,7 @@ def train_reward(cfg: Config, out_dir: Path, *, seed: int = 0) -> dict[str, Any]
         "records_in": data.n_in, "ranked_lists": data.n_lists, "rejected": len(data.rejected),
         "train_pairs": len(train), "eval_pairs": len(held), "steps": trainer.state.global_step,
         "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
-        "eval_before": before, "eval": after,
+        "eval_before": before, "eval": after, "eval_accuracy": (after or {}).get("accuracy"),
     }  # fmt: skip
     atomic_write_json(out_dir / "history.json", history)
     atomic_write_json(out_dir / "summary.json", summary)

@@ -75,6 +75,7 @@ class Config(ModelFields):
     beta: float = Field(0.04, ge=0, description="KL coefficient against the reference model (0 disables it)")
     eval_fraction: float = Field(0.2, ge=0, lt=1)
     eval_max_new_tokens: int = Field(32, ge=1)
+    eval_samples: int = Field(1, ge=1, description="1: greedy replies; N: N sampled replies per held-out prompt")
     use_vllm: bool = Field(False, description="GPU only: generate with vLLM (TRL's switch)")
     training: TrainSettings = TrainSettings(learning_rate=1e-5, batch_size=4, max_steps=20)
     keep_checkpoints: bool = False
@@ -229,12 +230,30 @@ def score_replies(prompts: list[list[dict]], replies: list[str], funcs, weights)
     return out
 
 
+def eval_replies(loaded, msgs: list[list[dict]], cfg: Config) -> tuple[list[list[dict]], list[str]]:
+    """Replies of the policy to held-out prompts: greedy, or ``eval_samples`` seeded samples each."""
+    from vinaforge.generate import SamplingParams
+    from vinaforge.generate.local import LocalBackend
+
+    model, tok = loaded.model, loaded.tokenizer
+    side, use_cache, was_training = tok.padding_side, model.config.use_cache, model.training
+    model.config.use_cache = True
+    try:
+        n = cfg.eval_samples
+        params = SamplingParams(max_new_tokens=cfg.eval_max_new_tokens, n=n, seed=0,
+                                temperature=cfg.temperature if n > 1 else 0.0)  # fmt: skip
+        outs = LocalBackend(model, tok, batch_size=8).generate(msgs, params)
+    finally:
+        tok.padding_side, model.config.use_cache = side, use_cache
+        model.train(was_training)
+    return [msgs[c.request_index] for c in outs], [(c.text or "").strip() for c in outs]
+
+
 def train_rl(cfg: Config, out_dir: Path, *, seed: int = 0) -> dict[str, Any]:
     """Optimise the policy; save ``out_dir/final`` with its chat template; returns the summary."""
     from vinaforge.chat import read_prompts, write_jsonl
     from vinaforge.io import atomic_write_json
     from vinaforge.tune.common import (
-        answer_prompts,
         latest_checkpoint,
         load_model_for_training,
         peft_config_for,
@@ -257,15 +276,14 @@ def train_rl(cfg: Config, out_dir: Path, *, seed: int = 0) -> dict[str, Any]:
     peft_cfg = peft_config_for(loaded, cfg)
     funcs, weights = make_reward_funcs(cfg.rewards, loaded.tokenizer)
     eval_msgs = [c.messages for c in held] or [c.messages for c in train[:8]]
-    eval_users = [m[-1]["content"] for m in eval_msgs]
-    before_replies = answer_prompts(loaded.model, loaded.tokenizer, eval_users, max_new_tokens=cfg.eval_max_new_tokens)
-    before = score_replies(eval_msgs, before_replies, funcs, weights)
+    before_msgs, before_replies = eval_replies(loaded, eval_msgs, cfg)
+    before = score_replies(before_msgs, before_replies, funcs, weights)
     trainer = _trainer(cfg, loaded.model, loaded.tokenizer, funcs, weights,
                        [{"prompt": c.messages} for c in train], out_dir / "checkpoints", seed, peft_cfg)  # fmt: skip
     trainer.train(resume_from_checkpoint=latest_checkpoint(out_dir / "checkpoints"))
     loaded.model = trainer.model
-    after_replies = answer_prompts(loaded.model, loaded.tokenizer, eval_users, max_new_tokens=cfg.eval_max_new_tokens)
-    after = score_replies(eval_msgs, after_replies, funcs, weights)
+    after_msgs, after_replies = eval_replies(loaded, eval_msgs, cfg)
+    after = score_replies(after_msgs, after_replies, funcs, weights)
     save_tuned(loaded, out_dir / "final", merge=cfg.merge_lora,
                meta={"tuned": {"method": f"rl-{cfg.algorithm}", "mode": cfg.mode, "template": loaded.template.name}})  # fmt: skip
     history = trainer.state.log_history
@@ -276,7 +294,9 @@ def train_rl(cfg: Config, out_dir: Path, *, seed: int = 0) -> dict[str, Any]:
         "rewards": [s.model_dump(mode="json") for s in cfg.rewards], "beta": cfg.beta,
         "eval_before": before, "eval_after": after, "max_kl": max(kls) if kls else None,
         "final_kl": kls[-1] if kls else None, "examples": [
-            {"prompt": u, "before": b, "after": a} for u, b, a in zip(eval_users[:5], before_replies, after_replies, strict=False)
+            {"prompt": m[-1]["content"], "before": b, "after": a}
+            for m, b, a in zip(before_msgs[:: cfg.eval_samples][:5], before_replies[:: cfg.eval_samples],
+                               after_replies[:: cfg.eval_samples], strict=False)
         ],
     }  # fmt: skip
     atomic_write_json(out_dir / "history.json", history)

@@ -69,6 +69,26 @@ def ranked_pairs(rankings: Sequence[Sequence[int]], items: Sequence[int] | None 
     return [items[k] for k in order]
 
 
+def ranks_with_ties(rankings: Sequence[Sequence[int]], order: Sequence[int]) -> list[int]:
+    """Dense ranks (1 = best) of a consensus ``order``: ties where the raters are split evenly.
+
+    A reply shares the rank of the group just above it when, against every member of that
+    group, as many raters put it above as below; otherwise it starts the next rank. With an odd
+    number of complete rankings there are no ties.
+    """
+    P = pairwise_counts(rankings, order)
+    ranks: list[int] = []
+    group: list[int] = []
+    for k in range(len(order)):
+        if group and all(P[k, g] == P[g, k] for g in group):
+            group.append(k)
+            ranks.append(ranks[-1])
+        else:
+            group = [k]
+            ranks.append(ranks[-1] + 1 if ranks else 1)
+    return ranks
+
+
 def bradley_terry_scores(
     rankings: Sequence[Sequence[int]], items: Sequence[int] | None = None
 ) -> dict[int, float]:

@@ -1,4 +1,4 @@
-"""``vinaforge collect ...``: serve, migrate, seed, users, model replies, export.
+"""``vinaforge collect ...``: serve, migrate, seed, users, API tokens, model replies, export.
 
 Mounted into the ``vinaforge`` command through the ``vinaforge.cli_plugins`` entry point, so
 vinaforge never imports this package by name. Thin: the work is in the package's modules.
@@ -18,6 +18,10 @@ app = typer.Typer(
 )
 user_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+token_app = typer.Typer(
+    help="API tokens for the community loop (moderators and admins).", no_args_is_help=True
+)
+app.add_typer(token_app, name="token")
 
 DbOpt = Annotated[
     str | None,
@@ -146,6 +150,67 @@ def user_role(username: str, role: str, db: DbOpt = None) -> None:
             return
         user.role = role
     typer.echo(f"{username} is now {role}")
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option("--user", help="The moderator or admin the token acts as.")],
+    name: Annotated[str, typer.Option(help="A label to recognise the token by (e.g. the loop's host).")] = "",
+    db: DbOpt = None,
+) -> None:
+    """Create an API token and print it once (only its hash is stored)."""
+    from sqlalchemy import select
+
+    from vinaforge.logs import fail
+    from vinaforge_collect.models import User
+    from vinaforge_collect.security import create_api_token
+
+    settings = _settings(db)
+    with _database(settings).write() as s:
+        account = s.scalar(select(User).where(User.username == user))
+        if account is None:
+            fail(f"--user: no user named {user!r}")
+            raise typer.Exit(2)
+        if not account.is_moderator or account.banned:
+            fail(
+                f"--user {user}: API tokens are for moderators and admins (vinaforge collect user role {user} admin)"
+            )
+            raise typer.Exit(2)
+        token = create_api_token(s, account, name)
+    typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(db: DbOpt = None) -> None:
+    """Every token: id, user, label, dates, revoked (never the token itself)."""
+    from sqlalchemy import select
+
+    from vinaforge_collect.models import ApiToken
+
+    with _database(_settings(db)).read() as s:
+        for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
+            used = t.last_used_at.isoformat(timespec="seconds") if t.last_used_at else "never"
+            state = "revoked" if t.revoked else "live"
+            typer.echo(
+                f"{t.id}\t{t.user.username}\t{t.name or '-'}\tcreated {t.created_at:%Y-%m-%d}\tused {used}\t{state}"
+            )
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The id shown by `token list`.")], db: DbOpt = None
+) -> None:
+    """Revoke a token: the API refuses it from now on."""
+    from vinaforge.logs import fail
+    from vinaforge_collect.models import ApiToken
+
+    with _database(_settings(db)).write() as s:
+        row = s.get(ApiToken, token_id)
+        if row is None:
+            fail(f"no API token with id {token_id} (see vinaforge collect token list)")
+            raise typer.Exit(2)
+        row.revoked = True
+    typer.echo(f"token {token_id} revoked")
 
 
 @app.command("model-replies")

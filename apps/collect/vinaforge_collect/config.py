@@ -36,6 +36,9 @@ class Settings(BaseModel):
     max_rankings_per_hour: int = Field(60, ge=1)
     max_labels_per_hour: int = Field(120, ge=1)
     max_signups_per_ip_hour: int = Field(20, ge=1)
+    # the JSON API of the community loop (bearer tokens): calls per token per hour, prompts per push
+    max_api_calls_per_hour: int = Field(600, ge=1)
+    max_api_items: int = Field(500, ge=1)
     # review and moderation
     reviews_needed: int = Field(
         2, ge=0, description="accepting reviews before a message joins its tree (0: none)"

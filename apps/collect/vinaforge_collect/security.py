@@ -1,9 +1,10 @@
-"""Passwords, login sessions, CSRF tokens, brute-force and rate limits.
+"""Passwords, login sessions, API tokens, CSRF tokens, brute-force and rate limits.
 
 Libraries: ``argon2-cffi`` hashes passwords (argon2id, with rehash-on-login when the cost
 settings change). Hand-written, because they are a few lines over the database: sessions
 (a random 256-bit token in an HttpOnly, SameSite=Lax cookie; only its SHA-256 is stored, so a
-leaked table opens no session), CSRF tokens (HMAC of the visitor's cookie, the "signed double
+leaked table opens no session), API bearer tokens (the same scheme, shown once at creation),
+CSRF tokens (HMAC of the visitor's cookie, the "signed double
 submit" pattern: no server state, bound to one browser, rotated at login), and the counters for
 brute force and rate limits (rows counted in a time window, so they hold across workers).
 """
@@ -82,6 +83,32 @@ def end_session(s: Session, token: str | None) -> None:
         row = s.get(AuthSession, token_hash(token))
         if row is not None:
             s.delete(row)
+
+
+API_TOKEN_PREFIX = "vfc_"
+
+
+def create_api_token(s: Session, user: User, name: str = "") -> str:
+    """A new bearer token for ``user``; returned once, only its SHA-256 is stored.
+
+    SHA-256 rather than argon2: the token is 256 random bits, so there is nothing to guess
+    and a slow hash would only slow every API call down.
+    """
+    from vinaforge_collect.models import ApiToken
+
+    token = API_TOKEN_PREFIX + new_token()
+    s.add(ApiToken(token_hash=token_hash(token), user_id=user.id, name=name[:80]))
+    return token
+
+
+def api_token_of(s: Session, token: str | None):
+    """The live :class:`ApiToken` row of a bearer token (not revoked), or None."""
+    from vinaforge_collect.models import ApiToken
+
+    if not token or len(token) > 100 or not token.startswith(API_TOKEN_PREFIX):
+        return None
+    row = s.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
+    return None if row is None or row.revoked else row
 
 
 def csrf_token(secret: str, cookie_value: str) -> str:

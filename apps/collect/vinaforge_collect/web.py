@@ -4,6 +4,8 @@ FastAPI/Starlette serve; Jinja2 renders with autoescaping on (user and model tex
 shown as text); there is no JavaScript and nothing from a CDN, and a strict Content Security
 Policy says so to the browser. Every POST checks a CSRF token; every route checks who may see
 it (pages of others' drafts and pending messages are "not found", moderator pages are 403).
+The community loop's JSON API (:mod:`vinaforge_collect.api`) is mounted here too: it reads no
+cookies, only bearer tokens, so it needs no CSRF token.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vinaforge_collect import services, stats
+from vinaforge_collect.api import API_PREFIX, mount_api
 from vinaforge_collect.checks import analyse_text, redacted, warm_up
 from vinaforge_collect.config import Settings
 from vinaforge_collect.db import Database
@@ -87,13 +90,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app = FastAPI(title="vinaforge collect", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings, app.state.db = settings, db
     app.mount("/static", StaticFiles(directory=str(pkg / "static")), name="static")
+    mount_api(app, db, settings)  # the community loop's JSON API: bearer tokens, no cookies
 
     # ------------------------------------------------------------------ plumbing
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
         visitor = request.cookies.get(VISITOR_COOKIE)
-        if not visitor or len(visitor) > 100:
+        if (not visitor or len(visitor) > 100) and not request.url.path.startswith(API_PREFIX):
             visitor = secrets.token_urlsafe(24)
             request.state.new_visitor = visitor
         request.state.visitor = visitor
@@ -165,6 +169,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        if request.url.path.startswith(API_PREFIX):
+            return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
         if exc.status_code == 404:
             return error(request, "Không tìm thấy trang.", 404)
         return error(request, str(exc.detail), exc.status_code)

@@ -132,7 +132,10 @@ def answer(
     seed: int = 0,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Generate a model's answers to the questions (skips questions already answered)."""
+    """Generate a model's answers to the questions.
+
+    Resumable: questions already answered are skipped, failed ones retried.
+    """
     from vinaforge.logs import fail
 
     _setup(verbose)
@@ -191,7 +194,10 @@ def run(
     seed: int = 0,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Judge every pair of models in both orders (resumes), then compute the ratings."""
+    """Judge every pair of models in both orders, then rate them.
+
+    Resumable: finished verdicts are kept, failed calls retried.
+    """
     from vinaforge.logs import fail
 
     _setup(verbose)
@@ -244,7 +250,10 @@ def ratings(
     seed: int = 0,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Elo, Bradley–Terry, bootstrap intervals and win rates from a judgments file."""
+    """Ratings from a judgments file: Elo, Bradley–Terry, win rates.
+
+    With bootstrap confidence intervals.
+    """
     from vinaforge.logs import fail
 
     _setup(verbose)
@@ -273,7 +282,10 @@ def all_cmd(
     ] = Path("judge-results"),
     verbose: VerboseOpt = False,
 ) -> None:
-    """Answers, judgments and ratings from one config (each step resumes)."""
+    """Answers, judgments and ratings from one config.
+
+    The config is the `judge` recipe stage's (JudgeConfig); each step resumes.
+    """
     from vinaforge.logs import fail
 
     _setup(verbose)
@@ -289,10 +301,43 @@ def all_cmd(
 
 
 def _print_leaderboard(ratings: dict, out: Path) -> None:
+    """A terminal leaderboard that stays readable at 80 columns: model names fold, never cut.
+
+    The full Markdown (win-rate matrix, settings) is in ``leaderboard.md``.
+    """
+    from rich import box
     from rich.console import Console
-    from rich.markdown import Markdown
+    from rich.table import Table
 
-    from vinaforge.eval.judge.report import leaderboard_markdown
-
-    Console().print(Markdown(leaderboard_markdown(ratings)))
-    typer.echo(f"results in {out}")
+    console = Console()
+    for note in ratings.get("notes", []):
+        console.print(f"note: {note}", soft_wrap=True, highlight=False, markup=False)
+    if ratings.get("bt"):
+        level = f"{100 * ratings.get('ci', {}).get('level', 0.95):.0f}%"
+        table = Table(title="LLM-as-judge leaderboard", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("#", justify="right")
+        table.add_column("model", overflow="fold", ratio=1)
+        for col in (f"Bradley–Terry\n({level} CI)", f"Elo\n({level} CI)", "win\nrate", "W / T / L"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for rank, m in enumerate(ratings["models"], 1):
+            t = ratings["totals"][m]
+            bt, elo = ratings["ci"]["bt"].get(m), ratings["ci"]["elo"].get(m)
+            table.add_row(
+                str(rank),
+                m,
+                f"{ratings['bt'][m]:.0f}\n({bt[0]:.0f}–{bt[1]:.0f})" if bt else f"{ratings['bt'][m]:.0f}",
+                f"{ratings['elo'][m]:.0f}\n({elo[0]:.0f}–{elo[1]:.0f})" if elo else f"{ratings['elo'][m]:.0f}",
+                "–" if t["win_rate"] is None else f"{100 * t['win_rate']:.1f}%",
+                f"{t['wins']} / {t['ties']} / {t['losses']}",
+            )
+        console.print(table)
+    else:
+        typer.echo("No rated games: no ratings.")
+    c = ratings.get("counts", {})
+    if c:
+        consistency = "–" if c["consistency"] is None else f"{100 * c['consistency']:.1f}%"
+        typer.echo(
+            f"judge calls: {c['judge_calls']} ({c['calls_ok']} with a verdict, {c['calls_unparseable']} unparseable, "
+            f"{c['calls_failed']} failed); position consistency: {consistency}"
+        )
+    typer.echo(f"results in {out} (win rates and settings: {out / 'leaderboard.md'})")

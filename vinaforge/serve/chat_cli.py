@@ -1,0 +1,142 @@
+"""``vinaforge chat MODEL`` (or ``--url``): multi-turn chat in the terminal, streamed with rich.
+
+Commands: ``/reset`` (forget the conversation), ``/system TEXT`` (set the system prompt and
+start over), ``/save FILE`` (write the conversation as JSONL in the ``messages`` format every
+vinaforge stage reads), ``/exit``. A local model runs in this process through
+:class:`~vinaforge.generate.local.LocalBackend`; ``--url`` talks to any OpenAI-compatible server
+(``vinaforge serve``, vLLM, llama.cpp) through :class:`~vinaforge.generate.endpoint.EndpointBackend`.
+
+Hand-written: the command loop; streaming and rendering are the backends' and rich's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Terminal chat.", invoke_without_command=True, no_args_is_help=False,
+                  pretty_exceptions_enable=False, context_settings={"allow_interspersed_args": True})  # fmt: skip
+
+HELP = "/reset  /system TEXT  /save FILE  /exit"
+
+
+class ChatSession:
+    """The conversation and the commands; ``backend`` is any :class:`vinaforge.generate.Backend`."""
+
+    def __init__(self, backend, params, system: str | None = None) -> None:
+        self.backend, self.params = backend, params
+        self.system = system
+        self.turns: list[dict[str, str]] = []
+
+    def messages(self) -> list[dict[str, str]]:
+        return ([{"role": "system", "content": self.system}] if self.system else []) + self.turns
+
+    def command(self, line: str) -> str | None:
+        """Run a slash command; returns a message to show, or ``"exit"``."""
+        name, _, arg = line.strip().partition(" ")
+        if name in ("/exit", "/quit"):
+            return "exit"
+        if name == "/reset":
+            self.turns = []
+            return "(cuộc trò chuyện mới)"
+        if name == "/system":
+            self.system = arg.strip() or None
+            self.turns = []
+            return f"(system: {self.system or '—'})"
+        if name == "/save":
+            if not arg.strip():
+                return "usage: /save FILE"
+            path = Path(arg.strip()).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"messages": self.messages()}, ensure_ascii=False) + "\n")
+            return f"(đã lưu {len(self.turns)} lượt vào {path})"
+        return f"unknown command {name}; commands: {HELP}"
+
+    def ask(self, text: str, write) -> str:
+        """Stream the answer to ``text`` through ``write``; return it (kept in the history)."""
+        self.turns.append({"role": "user", "content": text})
+        answer, error = "", None
+        for ev in self.backend.stream(self.messages(), self.params):
+            if ev.delta:
+                answer += ev.delta
+                write(ev.delta)
+            if ev.completion is not None and not ev.completion.ok:
+                error = ev.completion.error
+        if error:
+            self.turns.pop()
+            raise RuntimeError(error)
+        self.turns.append({"role": "assistant", "content": answer})
+        return answer
+
+
+@app.callback(invoke_without_command=True)
+def chat(
+    model: Annotated[str, typer.Argument(help="local HF model folder; with --url, the served model name")] = "",
+    url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="env var holding the server's API key")] = None,
+    system: Annotated[str | None, typer.Option(help="system prompt")] = None,
+    temperature: Annotated[float, typer.Option()] = 0.7,
+    max_tokens: Annotated[int, typer.Option()] = 512,
+) -> None:
+    """Chat with MODEL (or the server at --url) in the terminal."""
+    from rich.console import Console
+
+    from vinaforge.generate.base import SamplingParams
+    from vinaforge.logs import fail
+
+    out = Console(highlight=False)
+    params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, seed=None)
+    try:
+        if url:
+            from vinaforge.generate.endpoint import EndpointBackend
+
+            if not model:
+                import openai
+
+                from vinaforge.generate.endpoint import resolve_api_key
+
+                models = openai.OpenAI(base_url=url, api_key=resolve_api_key(api_key_env), max_retries=0).models.list()
+                model = models.data[0].id
+            backend = EndpointBackend(url, model, api_key_env=api_key_env, max_retries=1)
+        elif model:
+            from vinaforge.generate.local import LocalBackend
+
+            with out.status(f"loading {model}"):
+                backend = LocalBackend(model)
+        else:
+            fail("give a MODEL folder or --url URL")
+            return
+    except Exception as err:  # unreadable folder, refused key, server down: one line
+        fail(f"cannot chat with {url or model}: {err}")
+        return
+    session = ChatSession(backend, params, system)
+    out.print(f"[bold green]vinaforge chat[/] — {model}  ({HELP})")
+    while True:
+        try:
+            line = out.input("[bold cyan]Bạn:[/] ")
+        except (EOFError, KeyboardInterrupt):
+            out.print()
+            break
+        if not line.strip():
+            continue
+        if line.startswith("/"):
+            reply = session.command(line)
+            if reply == "exit":
+                break
+            out.print(reply, style="dim")
+            continue
+        out.print("[bold magenta]Trợ lý:[/] ", end="")
+        try:
+            session.ask(line, lambda d: out.print(d, end="", markup=False, highlight=False, soft_wrap=True))
+        except KeyboardInterrupt:
+            out.print("\n(đã dừng)", style="dim")
+            continue
+        except Exception as err:  # a failed call is shown, the chat goes on
+            out.print(f"\n[red]lỗi:[/] {err}")
+            continue
+        out.print()
+    backend.close()
