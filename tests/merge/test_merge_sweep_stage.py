@@ -60,8 +60,8 @@ def test_plain_merge_stage_and_report(family, tmp_path):
 def test_sweep_can_score_candidates_with_the_judge_stage(family, tmp_path):
     """All candidates in one pairwise LLM-as-judge run (a tiny local judge: its verdicts are noise)."""
     cv = {"vi_base": str(family["vi"]), "instruct": str(family["instruct"]), "base": str(family["base"])}
-    judge = {"judge": str(family["instruct"]), "limit": 1, "answer_max_new_tokens": 4, "judge_max_new_tokens": 4,
-             "n_bootstrap": 0, "n_shuffles": 1}  # fmt: skip
+    judge = {"judge": str(family["instruct"]), "categories": ["writing"], "limit": 1, "answer_max_new_tokens": 4,
+             "judge_max_new_tokens": 4, "n_bootstrap": 0, "n_shuffles": 1}  # fmt: skip
     cfg = Config(chat_vector=cv, sweep={"grid": {"chat_vector.lam": [0.5, 1.0]}, "judge": judge, "select": "judge"})
     ctx = _ctx(tmp_path)
     result = run(cfg, ctx)

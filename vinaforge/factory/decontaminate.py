@@ -389,7 +389,7 @@ def run_decontaminate(cfg: Config, output: str | Path, overwrite: bool = False) 
     from vinaforge.factory.pipeline import (
         FactoryError,
         RecordReader,
-        count_records,
+        has_records,
         prepare_output,
         run_steps,
     )
@@ -402,7 +402,7 @@ def run_decontaminate(cfg: Config, output: str | Path, overwrite: bool = False) 
 
         if cfg.format not in READ_FORMATS:
             raise FactoryError(f"unknown format {cfg.format!r}; expected one of {', '.join(READ_FORMATS)}")
-    if count_records(cfg.inputs, cfg.format, kind) == 0:
+    if not has_records(cfg.inputs, cfg.format, kind):
         raise FactoryError(f"{', '.join(cfg.inputs)}: empty dataset (no records)")
     index = build_index(cfg)  # fails early on missing benchmarks
     prepare_output(out, cfg.model_dump(mode="json"), overwrite)

@@ -131,9 +131,9 @@ def stream_records(
             yield f"{src}", None, f"truncated, damaged or non-UTF-8 file ({err})", None
 
 
-def count_records(sources: list[str], fmt: str, kind: str) -> int:
-    """How many records (usable or not) the inputs hold; 0 is an error for callers."""
-    return sum(1 for _ in stream_records(sources, fmt, kind))
+def has_records(sources: list[str], fmt: str, kind: str) -> bool:
+    """Whether the inputs hold any record at all (usable or not); reads only up to the first one."""
+    return next(iter(stream_records(sources, fmt, kind)), None) is not None
 
 
 class RecordReader(PipelineStep):
@@ -227,6 +227,11 @@ def run_steps(cfg: ScaleConfig, steps: list, out: Path, name: str) -> dict[str, 
 
     pipeline = [*steps, ShardWriter(str(out))]
     ex = make_executor(cfg, pipeline, cfg.tasks, out / "_work" / "logs" / name, name=f"factory-{name}")
+    if cfg.executor == "ray":
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=cfg.ray.get("address"), ignore_reinit_error=True, log_to_driver=False)
     if cfg.executor == "slurm":
         ex.run()
         raise FactoryError(f"submitted {cfg.tasks} Slurm tasks; re-run the same command when they finish "

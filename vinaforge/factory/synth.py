@@ -479,12 +479,12 @@ class TextbookStep(PipelineStep):
 
 
 def synth_textbook(cfg: Config, out: Path) -> dict[str, Any]:
-    from vinaforge.factory.pipeline import count_records
+    from vinaforge.factory.pipeline import has_records
 
     tc = cfg.textbook
     if not tc.inputs:
         raise FactoryError("textbook.inputs: give the curated documents to rewrite (mode: textbook)")
-    if count_records(tc.inputs, "raw", "conversation") == 0:
+    if not has_records(tc.inputs, "raw", "conversation"):
         raise FactoryError(f"{', '.join(tc.inputs)}: empty dataset (no records)")
     cache_path = cfg.cache or str(out / "cache.sqlite")
     stats = run_steps(cfg, [RecordReader(tc.inputs, "raw"), TextbookStep(cfg, cache_path)], out, "textbook")

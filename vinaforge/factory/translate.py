@@ -35,7 +35,7 @@ from vinaforge.factory.pipeline import (
     RecordReader,
     ScaleConfig,
     batched,
-    count_records,
+    has_records,
     prepare_output,
     run_steps,
 )
@@ -287,8 +287,7 @@ def translate(cfg: Config, output: str | Path, overwrite: bool = False) -> dict[
     out = Path(output)
     if cfg.backend.kind == "openai":
         resolve_api_key(cfg.backend.api_key_env)  # an unset key variable fails here, before any work
-    n = count_records(cfg.inputs, cfg.format, "conversation")
-    if n == 0:
+    if not has_records(cfg.inputs, cfg.format, "conversation"):
         raise FactoryError(f"{', '.join(cfg.inputs)}: empty dataset (no records)")
     cache_path = cfg.cache or str(out / "cache.sqlite")
     prepare_output(out, cfg.model_dump(mode="json"), overwrite, keep=("cache.sqlite",))

@@ -119,6 +119,7 @@ class _Row:
     sent: int = 0
     done: bool = False
     t0: float = field(default_factory=time.perf_counter)
+    generator: Any = None  # torch.Generator of a sampled row (continuous batching)
 
     @property
     def holdback(self) -> int:
@@ -377,3 +378,187 @@ class _RowTracker(_criterion_base()):  # type: ignore[misc]
         for row in self.rows:
             if not row.done:
                 self._close(row, "error", "", error)
+
+
+class ContinuousBatchingEngine(BatchingEngine):
+    """Continuous batching: requests join and leave a running batch at every decoding step.
+
+    The batch's KV cache (transformers' ``DynamicCache``, left-padded) lives across steps. A new
+    request is prefilled on its own (with the others that arrived with it), its cache is
+    left-padded to the batch's length (or the batch's to its length) and concatenated along the
+    batch dimension; a finished or cancelled row is removed with an index-select, and cache columns
+    that are padding in every row are trimmed. Each row keeps its own position ids (the number of
+    real tokens before it, as ``generate`` computes them), so left padding changes nothing, and its
+    own sampling settings and seed (a ``torch.Generator`` per row). A request no longer waits for
+    the batch in front of it to finish, which is what the wave scheduler costs closed-loop clients.
+
+    Hand-written: transformers' own continuous-batching manager needs paged attention kernels and
+    has no per-request stop strings; this loop drives the model's ordinary forward.
+    """
+
+    def _loop(self) -> None:
+        import torch
+
+        self._state = _BatchState()
+        while True:
+            with self._cond:
+                while not self._pending and not self._state.rows and not self._stopping:
+                    self._cond.wait()
+                if not self._pending and not self._state.rows and self._stopping:
+                    return
+                idle = not self._state.rows
+            if idle and self.window:
+                time.sleep(self.window)
+            with self._cond:
+                admitted = self._admit()
+            try:
+                with self.backend._lock, torch.inference_mode():
+                    if admitted:
+                        self._prefill(admitted)
+                    if self._state.rows:
+                        self._step()
+            except Exception as err:  # fail the rows in flight; the scheduler keeps going
+                log.error("continuous batching step failed: %s", err)
+                for row in self._state.rows:
+                    if not row.done:
+                        _RowTracker([row], self.backend.tokenizer)._close(row, "error", "", f"generation failed: {err}")
+                self._state = _BatchState()
+            finally:
+                self.busy_rows = len(self._state.rows)
+
+    def _admit(self) -> list[_Pending]:
+        room = self.max_batch_size - len(self._state.rows)
+        taken: list[_Pending] = []
+        while self._pending and (self._pending[0].params.n <= room or (not taken and not self._state.rows)):
+            p = self._pending.popleft()
+            room -= p.params.n
+            if p.ticket.cancelled:
+                for s in range(p.params.n):
+                    p.ticket.emit(TicketEvent(s, "", Completion("", "cancelled", len(p.ids), 0, None, 1, 0.0, 0, s)))
+                continue
+            taken.append(p)
+        return taken
+
+    # ------------------------------------------------------------------ model calls
+
+    def _forward(self, input_ids, mask, cache):
+        import inspect
+
+        model = self.backend.model
+        if not hasattr(self, "_cache_kw"):
+            params = inspect.signature(model.forward).parameters
+            self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                    **{self._cache_kw: cache})  # fmt: skip
+        return out.logits[:, -1].float()
+
+    def _pick(self, logits, rows: list[_Row]):
+        import torch
+
+        tokens = logits.argmax(-1)
+        for i, row in enumerate(rows):
+            p = row.params
+            if p.greedy:
+                continue
+            scores = logits[i] / p.temperature
+            if p.top_k:
+                kth = torch.topk(scores, min(p.top_k, scores.numel())).values[-1]
+                scores = scores.masked_fill(scores < kth, float("-inf"))
+            probs = torch.softmax(scores, -1)
+            if p.top_p < 1:
+                sorted_p, order = torch.sort(probs, descending=True)
+                drop = sorted_p.cumsum(-1) - sorted_p > p.top_p
+                sorted_p = sorted_p.masked_fill(drop, 0)
+                probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
+            tokens[i] = torch.multinomial(probs / probs.sum(), 1, generator=row.generator)[0]
+        return tokens
+
+    def _prefill(self, batch: list[_Pending]) -> None:
+        import torch
+        from transformers import DynamicCache
+
+        rows = self._rows(batch)
+        device = self.backend.device
+        for row in rows:
+            if not row.params.greedy:
+                row.generator = torch.Generator(device=device)
+                if row.params.seed is not None:
+                    row.generator.manual_seed(row.params.seed + row.index)
+                else:
+                    row.generator.seed()
+        self.batches += 1
+        self.rows_run += len(rows)
+        pad = self.backend.tokenizer.pad_token_id
+        width = max(len(r.ids) for r in rows)
+        ids = torch.tensor([[pad] * (width - len(r.ids)) + r.ids for r in rows], device=device)
+        mask = torch.tensor([[0] * (width - len(r.ids)) + [1] * len(r.ids) for r in rows], device=device)
+        cache = DynamicCache()
+        logits = self._forward(ids, mask, cache)
+        first = self._pick(logits, rows)
+        self._advance(rows, first)  # the new rows' first token; rows already running got theirs
+        self._state.merge(rows, cache, mask, first)
+        self._state.drop_finished()
+
+    def _step(self) -> None:
+        import torch
+
+        st = self._state
+        st.mask = torch.cat([st.mask, torch.ones_like(st.mask[:, :1])], dim=1)
+        logits = self._forward(st.last.view(-1, 1), st.mask, st.cache)
+        st.last = self._pick(logits, st.rows)
+        self._advance(st.rows, st.last)
+        st.drop_finished()
+
+    def _advance(self, rows: list[_Row], tokens) -> None:
+        """Hand each row its newest token: stream the text, apply its stops and limits."""
+        tracker = _RowTracker(rows, self.backend.tokenizer)
+        for row, t in zip(rows, tokens.tolist(), strict=True):
+            if not row.done:
+                tracker._step(row, t)
+
+
+class _BatchState:
+    """The running batch: rows, their left-padded KV cache and mask, and each row's pending token."""
+
+    def __init__(self) -> None:
+        self.rows: list[_Row] = []
+        self.cache = None
+        self.mask = None
+        self.last = None
+
+    def merge(self, rows: list[_Row], cache, mask, last) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        if not self.rows:
+            self.rows, self.cache, self.mask, self.last = rows, cache, mask, last
+            return
+        t_old, t_new = self.mask.shape[1], mask.shape[1]
+        width = max(t_old, t_new)
+        for old, new in zip(self.cache.layers, cache.layers, strict=True):
+            old.keys = torch.cat([F.pad(old.keys, (0, 0, width - t_old, 0)), F.pad(new.keys, (0, 0, width - t_new, 0))])
+            old.values = torch.cat([F.pad(old.values, (0, 0, width - t_old, 0)),
+                                    F.pad(new.values, (0, 0, width - t_new, 0))])  # fmt: skip
+        self.mask = torch.cat([F.pad(self.mask, (width - t_old, 0)), F.pad(mask, (width - t_new, 0))])
+        self.last = torch.cat([self.last, last])
+        self.rows = self.rows + rows
+
+    def drop_finished(self) -> None:
+        import torch
+
+        keep = [i for i, r in enumerate(self.rows) if not r.done]
+        if len(keep) == len(self.rows):
+            return
+        if not keep:
+            self.__init__()
+            return
+        index = torch.tensor(keep, device=self.mask.device)
+        used = self.mask.index_select(0, index).sum(0) > 0
+        start = int(used.nonzero()[0]) if used.any() else 0  # columns that are padding in every kept row
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, index)[:, :, start:]
+            layer.values = layer.values.index_select(0, index)[:, :, start:]
+        self.mask = self.mask.index_select(0, index)[:, start:]
+        self.last = self.last.index_select(0, index)
+        self.rows = [self.rows[i] for i in keep]

@@ -84,7 +84,10 @@ class Config(StageConfig):
     reward: dict[str, Any] = Field(default_factory=dict, description="overrides of the reward stage's settings")
     rl: dict[str, Any] = Field(default_factory=dict, description="overrides of the rl stage's settings")
     judge: BackendConfig | str | None = Field(None, description="pairwise judge of new vs old policy (optional)")
-    judge_questions: int = Field(10, ge=1)
+    judge_settings: dict[str, Any] = Field(
+        default_factory=lambda: {"limit": 2, "answer_max_new_tokens": 128, "judge_max_new_tokens": 64},
+        description="other settings of the judge stage (questions, categories, limit, ...)",
+    )
 
 
 def _done(step_dir: Path) -> bool:
@@ -231,9 +234,18 @@ def step_judge(cfg: Config, new_policy: Path, out: Path) -> dict:
     from vinaforge.eval.judge.pipeline import JudgeConfig, run_judge_pipeline
 
     jc = JudgeConfig(models={"old": str(cfg.policy), "new": str(new_policy)}, judge=cfg.judge,
-                     limit=cfg.judge_questions)  # fmt: skip
-    result = run_judge_pipeline(jc, out, progress=False)
-    return {"ratings": result.get("ratings", result)}
+                     **cfg.judge_settings)  # fmt: skip
+    ratings = run_judge_pipeline(jc, out, progress=False)
+    return {"ratings": _compact_ratings(ratings)}
+
+
+def _compact_ratings(ratings: dict[str, Any]) -> dict[str, Any]:
+    """The headline of the judge's ratings (Elo / Bradley–Terry per model), small enough for a report row."""
+    keep = {}
+    for key in ("elo", "bt", "win_rate", "totals"):
+        if key in ratings:
+            keep[key] = ratings[key]
+    return keep or {k: ratings[k] for k in list(ratings)[:4]}
 
 
 def run_iteration(cfg: Config, work: Path, *, seed: int = 0) -> dict[str, Any]:

@@ -31,7 +31,8 @@ def serve(
     cors: Annotated[list[str] | None, typer.Option("--cors", help="allowed browser origin (repeatable)")] = None,
     rag_index: Annotated[Path | None, typer.Option(help="index from `vinaforge rag index`")] = None,
     embedding_model: Annotated[Path | None, typer.Option(help="local sentence-embedding model folder (/v1/embeddings)")] = None,
-    max_batch_size: Annotated[int, typer.Option(help="rows per batched generate call (local)")] = 16,
+    max_batch_size: Annotated[int, typer.Option(help="rows decoded together (local); 1 = one request at a time")] = 16,
+    batching: Annotated[str, typer.Option(help="continuous | wave (local)")] = "continuous",
     max_concurrency: Annotated[int, typer.Option(help="requests in flight before 429")] = 64,
     max_tokens_limit: Annotated[int, typer.Option(help="largest max_tokens a request may ask for")] = 2048,
     max_prompt_tokens: Annotated[int | None, typer.Option(help="longest prompt accepted (default: the context)")] = None,
@@ -54,7 +55,7 @@ def serve(
             served_name=served_name, api_key=api_key, api_key_env=api_key_env, cors_origins=cors or [],
             rag_index=str(rag_index) if rag_index else None,
             embedding_model=str(embedding_model) if embedding_model else None, max_batch_size=max_batch_size,
-            max_concurrency=max_concurrency, max_tokens_limit=max_tokens_limit, max_prompt_tokens=max_prompt_tokens,
+            batching=batching, max_concurrency=max_concurrency, max_tokens_limit=max_tokens_limit, max_prompt_tokens=max_prompt_tokens,
             request_timeout=request_timeout, device=device, dtype=dtype, chat_template=chat_template,
         )  # fmt: skip
     except ValidationError as err:

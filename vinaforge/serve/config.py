@@ -30,6 +30,8 @@ class ServeConfig(BaseModel):
     dtype: str = "auto"
     chat_template: str | None = None
     # dynamic batching (local backend)
+    batching: Literal["continuous", "wave"] = Field("continuous", description="rows join a running batch, or "
+                                                     "wait for the next one")  # fmt: skip
     max_batch_size: int = Field(16, ge=1)
     batch_window_ms: float = Field(5.0, ge=0)
     # limits

@@ -1,7 +1,8 @@
 """The model behind the API: one small interface over the three backends.
 
-- ``local``: a Hugging Face model in this process, dynamically batched
-  (:class:`~vinaforge.generate.batching.BatchingEngine`);
+- ``local``: a Hugging Face model in this process, continuously batched
+  (:class:`~vinaforge.generate.batching.ContinuousBatchingEngine`; ``batching: wave`` for the
+  simpler :class:`~vinaforge.generate.batching.BatchingEngine`);
 - ``gguf``: a GGUF file through llama-cpp-python (one request at a time: llama.cpp's context
   is not shared between threads);
 - ``openai``: any OpenAI-compatible server (vLLM on a GPU, llama.cpp's server, another vinaforge)
@@ -23,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from vinaforge.generate.base import Backend, Completion, GenRequest, SamplingParams
-from vinaforge.generate.batching import BatchingEngine, Ticket, TicketEvent
+from vinaforge.generate.batching import BatchingEngine, ContinuousBatchingEngine, Ticket, TicketEvent
 from vinaforge.serve.config import ServeConfig
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,10 @@ class Engine:
 class LocalEngine(Engine):
     """A local HF model with dynamic batching; prompts are tokenised once, on submission."""
 
-    def __init__(self, backend, max_batch_size: int = 16, window_ms: float = 5.0) -> None:
+    def __init__(self, backend, max_batch_size: int = 16, window_ms: float = 5.0, batching: str = "continuous") -> None:
         self.backend = backend
-        self.batcher = BatchingEngine(backend, max_batch_size=max_batch_size, window_ms=window_ms).start()
+        kind = ContinuousBatchingEngine if batching == "continuous" else BatchingEngine
+        self.batcher = kind(backend, max_batch_size=max_batch_size, window_ms=window_ms).start()
         self.context_length = backend.context_length
 
     def count_prompt(self, request: GenRequest) -> int | None:
@@ -70,7 +72,8 @@ class LocalEngine(Engine):
         return self.batcher.queued
 
     def describe(self) -> dict[str, Any]:
-        return self.backend.describe() | {"max_batch_size": self.batcher.max_batch_size,
+        return self.backend.describe() | {"batching": type(self.batcher).__name__,
+                                          "max_batch_size": self.batcher.max_batch_size,
                                           "batches": self.batcher.batches, "rows": self.batcher.rows_run}  # fmt: skip
 
     def close(self) -> None:
@@ -149,4 +152,4 @@ def build_engine(cfg: ServeConfig) -> Engine:
 
     backend = LocalBackend(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.max_batch_size,
                            chat_template=cfg.chat_template)  # fmt: skip
-    return LocalEngine(backend, cfg.max_batch_size, cfg.batch_window_ms)
+    return LocalEngine(backend, cfg.max_batch_size, cfg.batch_window_ms, cfg.batching)

@@ -107,7 +107,11 @@ def chunked_linear_cross_entropy(
     if num_items_in_batch is None:
         denom = int((t != IGNORE_INDEX).sum())
     else:
-        denom = int(num_items_in_batch.item()) if isinstance(num_items_in_batch, torch.Tensor) else int(num_items_in_batch)
+        denom = (
+            int(num_items_in_batch.item())
+            if isinstance(num_items_in_batch, torch.Tensor)
+            else int(num_items_in_batch)
+        )
     return _FUNCTION.apply(h, weight, t, max(denom, 1), chunk_size)
 
 
@@ -121,7 +125,9 @@ def _check_causal_lm(model, setting: str):
     cfg = model.config
     for key in ("final_logit_softcapping", "logit_scale", "logits_scaling"):
         if getattr(cfg, key, None) not in (None, 1, 1.0):
-            raise LeverError(f"{setting}: {type(model).__name__} rescales its logits ({key}); use fused_loss: none")
+            raise LeverError(
+                f"{setting}: {type(model).__name__} rescales its logits ({key}); use fused_loss: none"
+            )
     return inner, head
 
 
@@ -163,7 +169,9 @@ def apply_liger(model, fused_loss: bool, kernels: bool):
     try:
         from liger_kernel.transformers import _apply_liger_kernel_to_instance
     except ImportError as err:
-        raise LeverError("liger_kernels / fused_loss: liger need liger-kernel (pip install 'vinaforge[gpu]')") from err
+        raise LeverError(
+            "liger_kernels / fused_loss: liger need liger-kernel (pip install 'vinaforge[gpu]')"
+        ) from err
     _apply_liger_kernel_to_instance(
         model=model,
         fused_linear_cross_entropy=fused_loss,

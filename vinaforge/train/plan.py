@@ -255,7 +255,9 @@ def suggestions(shape: Shape, s: Settings, gpus: int, gpu_gib: float) -> list[st
             if est.fits:
                 out.append(f"{' + '.join(applied)} -> {strategy}: {est.total / GIB:.1f} GiB per GPU")
                 return out
-    out.append("nothing tried fits: use more GPUs, a smaller seq_len, or parameter offloading (ZeRO-3 offload)")
+    out.append(
+        "nothing tried fits: use more GPUs, a smaller seq_len, or parameter offloading (ZeRO-3 offload)"
+    )
     return out
 
 
@@ -297,7 +299,9 @@ def render(result: dict) -> str:
     ]
     for e in result["estimates"]:
         p = {k: v / GIB for k, v in e["parts"].items()}
-        other = sum(v for k, v in p.items() if k not in ("weights", "gradients", "optimizer", "activations", "logits"))
+        other = sum(
+            v for k, v in p.items() if k not in ("weights", "gradients", "optimizer", "activations", "logits")
+        )
         lines.append(
             f"{e['strategy']:<8} {p['weights']:>8.1f} {p['gradients']:>7.1f} {p['optimizer']:>7.1f} "
             f"{p['activations']:>7.1f} {p['logits']:>7.1f} {other:>6.1f} {e['total'] / GIB:>7.1f}  "

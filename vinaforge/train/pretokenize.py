@@ -48,7 +48,9 @@ class TokenizeConfig(StageConfig):
     executor: Literal["local", "slurm", "ray"] = "local"
     tasks: int = Field(0, ge=0, description="datatrove tasks (0: one per input file, at most 64)")
     workers: int = Field(0, ge=0, description="parallel processes for local runs (0: all cores)")
-    slurm: dict = Field(default_factory=dict, description="SlurmPipelineExecutor settings (partition, time...)")
+    slurm: dict = Field(
+        default_factory=dict, description="SlurmPipelineExecutor settings (partition, time...)"
+    )
     ray: dict = Field(default_factory=dict, description="RayPipelineExecutor settings")
     batch_size: int = Field(10000, gt=0, description="documents per tokenizer call")
 
@@ -84,7 +86,9 @@ def tokenize_corpus(cfg: TokenizeConfig, output: str | Path):
     tokenizer = load_tokenizer(cfg.tokenizer)
     tok_json = Path(cfg.tokenizer) / "tokenizer.json"
     if not tok_json.is_file():
-        raise ValueError(f"tokenizer: {cfg.tokenizer} has no tokenizer.json (datatrove needs a fast tokenizer)")
+        raise ValueError(
+            f"tokenizer: {cfg.tokenizer} has no tokenizer.json (datatrove needs a fast tokenizer)"
+        )
     if tokenizer.eos_token is None:
         raise ValueError(f"tokenizer: {cfg.tokenizer} has no EOS token; documents cannot be separated")
     root, rel = _input_files(cfg.inputs)
@@ -152,7 +156,13 @@ def merge_shards(work: Path, out: Path, name: str, tokenizer):
         "stopped_by": None,
     }
     atomic_write_json(out / "meta.json", meta)
-    log.info("%s: %s documents, %s tokens from %d datatrove shard(s)", out, f"{len(doc_starts):,}", f"{n_tokens:,}", len(shards))
+    log.info(
+        "%s: %s documents, %s tokens from %d datatrove shard(s)",
+        out,
+        f"{len(doc_starts):,}",
+        f"{n_tokens:,}",
+        len(shards),
+    )
     return PackedSource.open(out)
 
 

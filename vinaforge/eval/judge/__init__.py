@@ -6,14 +6,14 @@ each pair judged in both orders (a win counts only when both orders agree), onli
 Bradley–Terry maximum-likelihood fit. FastChat itself is not a dependency (it is a large web app
 and pins old libraries), so the small pieces we need are written here: the Vietnamese question
 set and judge prompt, resumable answer/judgment files, and the rating code (numpy).
-Model inference goes through transformers (local models) or any OpenAI-compatible endpoint
-through httpx.
+Model inference goes through ``vinaforge.generate`` (a local HF model, or any OpenAI-compatible
+endpoint through the official ``openai`` client).
 
 Modules: ``questions`` (question set), ``prompts`` (judge prompt, verdict parsing),
-``backends`` (local HF / endpoint chat completion), ``answers`` (answer generation),
+``backends`` (model specs → ``vinaforge.generate`` backends), ``answers`` (answer generation),
 ``judging`` (pairwise judgments), ``ratings`` (Elo, Bradley–Terry, bootstrap), ``report``
 (ratings.json, leaderboard, plot, report-card section), ``pipeline`` (all steps from one config),
-``cli`` (``vinaforge eval judge``). Importing this package is cheap: torch and transformers are
+``stage`` (the ``judge`` recipe stage), ``cli`` (``vinaforge eval judge``). Importing this package is cheap: torch and transformers are
 imported only when a local model is loaded.
 """
 
