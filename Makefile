@@ -48,6 +48,7 @@ bench: setup
 	$(PY) bench/tokenizer.py --data $(SHARED)
 	$(PY) bench/train_throughput.py --preset cpu-tiny --threads 1
 	$(PY) bench/eval.py --items 60
+	$(PY) bench/generate.py --requests 24 --batch-size 8 --max-new-tokens 32
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--no-template-stops", action="store_true",
+                    help="drop the template's stop strings (to measure what transformers' stop-string check costs)")
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "generate.json")
     args = ap.parse_args()
 
@@ -92,6 +94,8 @@ def main() -> None:
         texts = {}
         for name, bs in (("batch_1", 1), (f"batch_{args.batch_size}", args.batch_size)):
             backend = LocalBackend(str(model_dir), device="cpu", dtype="float32", batch_size=bs)
+            if args.no_template_stops:
+                backend.template_stops = []
             seconds, out = timed(backend, requests, params, args.repeats)
             tokens = sum(c.completion_tokens for c in out)
             prompt_tokens = sum(c.prompt_tokens for c in out)

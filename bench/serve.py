@@ -5,13 +5,16 @@ same model, and 1, 4 and 16 concurrent clients (the official ``openai`` client, 
 closed loop: a client sends its next request when the previous answer has finished streaming)
 send streamed greedy chat requests with Vietnamese prompts. Modes:
 
-- ``batched``: the default server, dynamic batching up to 16 rows per ``generate`` call;
-- ``serial``: the same server with ``--max-batch-size 1``: one request at a time, the same code
-  path (the strongest unbatched configuration: no padding, the same KV-cached ``generate``).
+- ``continuous``: the default server: continuous batching, up to 16 rows decoded together, a
+  request joins the running batch at the next step;
+- ``wave``: ``--batching wave``: requests that arrive together run as one ``generate`` call, a
+  later one waits for the next batch;
+- ``serial``: ``--max-batch-size 1``: one request at a time through the same KV-cached decoding
+  (the strongest unbatched configuration: no padding, no waiting for other rows).
 
 Reported per mode and concurrency: output tokens/s (completion tokens from the API's ``usage`` /
 wall time of the whole wave), time-to-first-token and end-to-end latency p50/p99 per request,
-and the batched/serial throughput ratio. Prints a Markdown table and writes JSON to
+and each mode's throughput over ``serial``'s. Prints a Markdown table and writes JSON to
 ``bench/out/serve.json``.
 
     .venv/bin/python bench/serve.py                    # cpu-tiny preset, any machine
@@ -70,14 +73,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path, batch: int, p: dict, log: Path) -> tuple[subprocess.Popen, str]:
+MODES = {"continuous": ["--max-batch-size", "16"], "wave": ["--max-batch-size", "16", "--batching", "wave"],
+         "serial": ["--max-batch-size", "1"]}
+
+
+def start_server(model: Path, mode_args: list[str], p: dict, log: Path) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS=str(p["threads"]), MKL_NUM_THREADS=str(p["threads"]),
                HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")  # fmt: skip
     cmd = [sys.executable, "-m", "vinaforge", "serve", str(model), "--port", str(port), "--served-name", "bench",
-           "--max-batch-size", str(batch), "--device", p["device"], "--dtype", p["dtype"], "--max-concurrency", "256"]  # fmt: skip
+           *mode_args, "--device", p["device"], "--dtype", p["dtype"], "--max-concurrency", "256"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -148,6 +155,7 @@ def main() -> None:
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu-tiny")
     ap.add_argument("--model", type=Path, help="serve this model folder instead of a random one")
     ap.add_argument("--clients", default="1,4,16")
+    ap.add_argument("--modes", default="continuous,wave,serial")
     ap.add_argument("--max-tokens", type=int)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "serve.json")
     args = ap.parse_args()
@@ -158,8 +166,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or build_model(Path(tmp) / "model", p)
         rows = []
-        for mode, batch in (("batched", 16), ("serial", 1)):
-            proc, url = start_server(model, batch, p, Path(tmp) / f"{mode}.log")
+        for mode in args.modes.split(","):
+            proc, url = start_server(model, MODES[mode], p, Path(tmp) / f"{mode}.log")
             try:
                 wave(url, 2, 1, 8, texts)  # warm-up: first-call allocations, lazy imports
                 for c in clients:
@@ -171,8 +179,10 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(60)
     by = {(r["mode"], r["clients"]): r for r in rows}
-    ratios = {c: round(by[("batched", c)]["tokens_per_s"] / by[("serial", c)]["tokens_per_s"], 2) for c in clients}
-    record = {"preset": args.preset, "max_tokens": max_tokens, "rows": rows, "speedup_batched_vs_serial": ratios,
+    modes = [m for m in args.modes.split(",") if m != "serial"]
+    ratios = {m: {c: round(by[(m, c)]["tokens_per_s"] / by[("serial", c)]["tokens_per_s"], 2) for c in clients}
+              for m in modes if ("serial", clients[0]) in by}  # fmt: skip
+    record = {"preset": args.preset, "max_tokens": max_tokens, "rows": rows, "speedup_vs_serial": ratios,
               "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}}  # fmt: skip
     try:
         import torch
@@ -188,7 +198,8 @@ def main() -> None:
     for r in rows:
         print(f"| {r['mode']} | {r['clients']} | {r['requests']} | {r['tokens_per_s']} | {r['latency_p50_s']} / "
               f"{r['latency_p99_s']} | {r['ttft_p50_s']} / {r['ttft_p99_s']} |")  # fmt: skip
-    print("\nbatched / serial output tokens/s: " + ", ".join(f"{c} clients {v}×" for c, v in ratios.items()))
+    for m, r in ratios.items():
+        print(f"\n{m} / serial output tokens/s: " + ", ".join(f"{c} clients {v}×" for c, v in r.items()))
 
 
 if __name__ == "__main__":

@@ -59,8 +59,16 @@ def progress_bar(*columns: Any, disable: bool = False, transient: bool = True) -
 
 
 def setup_console(level: int = logging.INFO) -> logging.Logger:
-    """Route ``vinaforge`` logs to stderr through rich (idempotent)."""
+    """Route ``vinaforge`` logs to stderr through rich (idempotent).
+
+    Hugging Face's own tqdm bars ("Loading weights", "Writing model shards") would write through
+    the rich display from another stream; they are switched off (read when transformers loads).
+    """
+    import os
+
     from rich.logging import RichHandler
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(level)

@@ -166,3 +166,18 @@ def test_vi_qa_and_vicuna_texts():
     text = render(msgs[:1], "vicuna", bos_token="", add_generation_prompt=True).text
     assert text.startswith("A chat between a curious user and an artificial intelligence assistant.")
     assert text.endswith(" USER: Xin chào, bạn tên gì? ASSISTANT:")
+
+
+def test_every_saved_model_carries_a_chat_template(tmp_path):
+    from transformers import AutoTokenizer
+
+    from vinaforge.model.tiny import build_tiny_model, save_model
+    from vinaforge.tokenizer.resolve import resolve_tokenizer
+
+    tok = resolve_tokenizer("mistral-v0.1")
+    assert not tok.chat_template
+    model = build_tiny_model("mistral", vocab_size=len(tok), layers=1, hidden=32, heads=2)
+    save_model(model, tok, tmp_path / "m")
+    again = AutoTokenizer.from_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "chat_template.jinja").is_file()
+    assert again.chat_template == TEMPLATES[DEFAULT_TEMPLATE].jinja

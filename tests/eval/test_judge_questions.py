@@ -119,7 +119,12 @@ def test_judge_prompt_shows_both_answers_reference_and_clips_visibly() -> None:
     assert user.index("Bằng 4.") < user.index("Bằng 5.")
     assert "[Đáp án hoặc tiêu chí tham khảo]\n4" in user
     assert "câu trả lời bị cắt bớt" in user and p.meta["truncated"]
-    assert p.plain.startswith(system) and p.plain.endswith("### Nhận xét và phán quyết:\n")
+    assert [m["role"] for m in p.messages] == ["system", "user"]  # base models get vinaforge.chat's vi_qa
+    from vinaforge.chat import prompt_text
+
+    plain = prompt_text(p.messages, "vi_qa")  # what a model without a chat template continues
+    assert plain.startswith(system) and "### Câu hỏi:\n[Câu hỏi của người dùng]" in plain
+    assert plain.endswith("### Trả lời:")
     assert "[Đáp án" not in judge_prompt("q", "a", "b").messages[1]["content"]
     assert clip_answer("ngắn", 100) == ("ngắn", False)
     with pytest.raises(ValueError, match="unknown judge prompt language 'fr'"):

@@ -117,3 +117,13 @@ def test_cli_export_and_bad_input(family, converter, tmp_path):
     assert res.exit_code == 2 and "unknown GGUF type 'q9_9'" in res.output and not (tmp_path / "o").exists()
     res = runner.invoke(app, ["export", "run", str(tmp_path / "nope"), "--output", str(tmp_path / "o")])
     assert res.exit_code == 2 and "nope" in res.output and not (tmp_path / "o").exists()
+
+
+def test_cli_verify_rechecks_an_export(exported):
+    from vinaforge.cli import app
+
+    out, _ = exported
+    res = CliRunner().invoke(app, ["export", "verify", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "gguf/model-f16.gguf: verified" in res.output and "gguf/model-q8_0.gguf: verified" in res.output
+    assert json.loads((out / "export.json").read_text(encoding="utf-8"))["verified"] is True

@@ -38,6 +38,8 @@ TM = {
     "You are a helpful assistant.": "Bạn là một trợ lý hữu ích.",
 }
 
+REVERSE = {vi: en for en, vi in TM.items()}  # back-translation of whole one-sentence messages
+
 RECORDS = [
     {
         "id": "md",
@@ -92,7 +94,7 @@ class TranslationMemory(Backend):
         for i, r in enumerate(requests):
             prompt = as_request(r).messages[-1]["content"]
             src = source_of(prompt)
-            text = TM.get(src, src)
+            text = TM.get(src) or REVERSE.get(src) or src
             c = Completion(text, "stop", len(prompt.split()), len(text.split()), request_index=i)
             self.usage.add(c)
             out.append(c)

@@ -67,6 +67,16 @@ def test_translates_every_format_keeping_protected_spans(tm_server, en_data, tmp
     )
 
 
+def test_back_translation_chrf_check(tm_server, en_data, tmp_path):
+    checks = {"back_translation": {"enabled": True, "min_chrf": 60}}
+    stats = translate(_cfg(tm_server.base_url, [en_data], checks=checks), tmp_path / "out")
+    kept = {r["id"]: r for r in read_jsonl_folder(tmp_path / "out" / "kept")}
+    assert set(kept) == {"poem", "capital"} and kept["capital"]["translation"]["back_chrf"] == 100.0
+    reasons = {r["record"]["id"]: r["reason"] for r in read_jsonl_folder(tmp_path / "out" / "rejected")}
+    assert reasons["md"].startswith("back_translation: chrF++") and reasons["unknown"].startswith("language")
+    assert stats["input"] == stats["kept"] + stats["rejected"] == 5
+
+
 def test_faults_are_retried_and_nothing_is_repeated(en_data, tmp_path):
     faults = FaultPlan(
         {1: "429", 2: "500", 3: "malformed", 5: "timeout"}, retry_after=0.05, timeout_sleep=1.5

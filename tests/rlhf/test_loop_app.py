@@ -38,7 +38,9 @@ PROMPTS = [
     "Kể tên ba loại trái cây đặc sản của miền Tây Nam Bộ và mùa thu hoạch của chúng.",
 ]
 RATERS = ("rater1", "rater2", "rater3")
-REPLY_RE = re.compile(r'<div class="text">([^<]*)</div>\s*<input type="hidden" name="reply" value="(\d+)">', re.S)
+REPLY_RE = re.compile(
+    r'<div class="text">([^<]*)</div>\s*<input type="hidden" name="reply" value="(\d+)">', re.S
+)
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -85,7 +87,10 @@ def _collect_cli(*args: str) -> str:
 
     from vinaforge.cli import app
 
-    env = {"VINAFORGE_COLLECT_NEW_PASSWORD": PASSWORD, **{f"VINAFORGE_COLLECT_{k}": v for k, v in CHEAP.items()}}
+    env = {
+        "VINAFORGE_COLLECT_NEW_PASSWORD": PASSWORD,
+        **{f"VINAFORGE_COLLECT_{k}": v for k, v in CHEAP.items()},
+    }
     res = CliRunner().invoke(app, ["collect", *args], env=env)
     assert res.exit_code == 0, res.output
     return res.output.strip()
@@ -144,12 +149,16 @@ def _done_marks(work: Path) -> dict[str, tuple[int, float]]:
     marks = {}
     for d in sorted((work / "steps").iterdir()):
         if (d / ".done").is_file():
-            marks[d.name] = ((d / ".done").stat().st_mtime_ns, json.loads((d / ".done").read_text())["finished"])
+            marks[d.name] = (
+                (d / ".done").stat().st_mtime_ns,
+                json.loads((d / ".done").read_text())["finished"],
+            )
     return marks
 
 
 def test_loop_iteration_with_people_ranking_in_a_real_app(tiny_dir, tmp_path, monkeypatch):
     from vinaforge.generate import SamplingConfig
+    from vinaforge.loop.app import AppError, fetch_rankings
     from vinaforge.loop.iteration import Config, WaitingForRankings, run_iteration
 
     policy = _teach_vietnamese(tiny_dir, tmp_path / "policy")
@@ -157,7 +166,9 @@ def test_loop_iteration_with_people_ranking_in_a_real_app(tiny_dir, tmp_path, mo
     _collect_cli("user", "add", "quantri", "--role", "admin", "--db", db_url)
     for rater in RATERS:
         _collect_cli("user", "add", rater, "--db", db_url)
-    monkeypatch.setenv("VF_TEST_COLLECT_TOKEN", _collect_cli("token", "create", "--user", "quantri", "--db", db_url))
+    monkeypatch.setenv(
+        "VF_TEST_COLLECT_TOKEN", _collect_cli("token", "create", "--user", "quantri", "--db", db_url)
+    )
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"messages": [{"role": "user", "content": p}]}, ensure_ascii=False) + "\n"
                                for p in PROMPTS), encoding="utf-8")  # fmt: skip
@@ -179,9 +190,15 @@ def test_loop_iteration_with_people_ranking_in_a_real_app(tiny_dir, tmp_path, mo
         pushed = json.loads((work / "steps" / "3-rank" / "pushed.json").read_text())
         counts = pushed["counts"]
         assert counts["items"] == len(PROMPTS) and counts["items_refused"] == 0
-        assert counts["replies_in"] == counts["replies_stored"] + counts["replies_existing"] + counts["replies_rejected"]
+        assert (
+            counts["replies_in"]
+            == counts["replies_stored"] + counts["replies_existing"] + counts["replies_rejected"]
+        )
         parents = [it["parent_id"] for it in pushed["items"] if len(it["reply_ids"]) >= 2]
         assert len(parents) >= 4, pushed  # Vietnamese samples pass the app's checks
+
+        with pytest.raises(AppError, match="refused the API token"):  # a clear error, not a traceback
+            fetch_rankings(base, "vfc_not-a-token", pushed, 3)
 
         # still waiting while fewer than 3 people ranked
         _rank_every_parent(base, "rater1", parents, dissent=False)
@@ -194,8 +211,11 @@ def test_loop_iteration_with_people_ranking_in_a_real_app(tiny_dir, tmp_path, mo
     after = _done_marks(work)
     assert {k: after[k] for k in first} == first  # prompts, sample and rank were not redone
     assert list(after) == ["1-prompts", "2-sample", "3-rank", "4-rankings", "5-reward", "6-rl"]
-    lists = [json.loads(x) for x in (work / "steps" / "4-rankings" / "rankings.jsonl").read_text().splitlines()]
-    assert sorted(r["parent_id"] for r in lists) == sorted(parents) and figures["rankings"]["ranked_lists"] == len(parents)
+    lists = [
+        json.loads(x) for x in (work / "steps" / "4-rankings" / "rankings.jsonl").read_text().splitlines()
+    ]
+    assert sorted(r["parent_id"] for r in lists) == sorted(parents)
+    assert figures["rankings"]["ranked_lists"] == len(parents)
     for r in lists:  # the consensus follows the two raters who put the longest reply first
         assert r["ranked_by"] == "people" and r["n_rankings"] == 3 and r["ranks"] == sorted(r["ranks"])
         assert [len(x) for x in r["replies"]] == sorted((len(x) for x in r["replies"]), reverse=True)

@@ -23,10 +23,10 @@ ANSWER = "Đồng bằng sông Cửu Long được bồi đắp bởi **phù sa 
 
 def main(out: Path) -> None:
     import torch
-    from playwright.sync_api import sync_playwright
-
     from conftest import teach  # the tests' helper
+    from playwright.sync_api import sync_playwright
     from test_web import CHROMIUM, FLAGS
+
     from vinaforge.generate.local import LocalBackend
     from vinaforge.model.tiny import build_tiny_model
     from vinaforge.rag.chunk import load_documents, passages_of
@@ -50,7 +50,7 @@ def main(out: Path) -> None:
     hits = index.search(QUESTION, 2)
     rag_prompt = build_prompt(QUESTION, [h.passage.text for h in hits])
     taught = teach(tmp / "tiny", tmp / "taught", [([{"role": "user", "content": "Xin chào"}], GREETING),
-                                                  ([{"role": "user", "content": rag_prompt}], ANSWER)], steps=40)  # fmt: skip
+                                                  ([{"role": "user", "content": rag_prompt}], ANSWER)], steps=150)  # fmt: skip
     cfg = ServeConfig(model=str(taught), served_name="vinaforge-demo", port=0, rag_k=2,
                       api_key_env="VINAFORGE_TEST_NO_KEY")  # fmt: skip
     with ServerThread(create_app(cfg, LocalEngine(LocalBackend(str(taught))), index), cfg) as s, \

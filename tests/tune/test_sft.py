@@ -171,3 +171,30 @@ def test_sft_lowers_heldout_assistant_loss_on_vi_alpaca(tiny_dir, tmp_path, shar
     s = train_sft(cfg, tmp_path / "run")
     assert s["data"]["eval"] >= 20  # a held-out record longer than max_length is dropped, with its reason
     assert s["final_eval_loss"] < s["initial_eval_loss"] - 0.3, (s["initial_eval_loss"], s["final_eval_loss"])
+
+
+def test_lora_on_an_extended_vocabulary_trains_the_new_rows(tiny_dir, tmp_path):
+    """Under LoRA, the rows of tokens added by vocabulary extension train; the base rows stay put."""
+    import shutil
+
+    from vinaforge.tune.common import load_model_for_training
+
+    ext = tmp_path / "ext"
+    shutil.copytree(tiny_dir, ext)
+    cfg_file = ext / "config.json"
+    conf = json.loads(cfg_file.read_text())
+    n_base = conf["vocab_size"] - 300  # pretend the last 300 tokens were added by `model extend`
+    conf.setdefault("vinaforge", {})["resize"] = {"num_base_rows": n_base}
+    cfg_file.write_text(json.dumps(conf))
+    cfg = _cfg(ext, tmp_path, mode="lora", lora={"r": 4, "alpha": 8, "dropout": 0.0},
+               training={"max_steps": 2, "batch_size": 4, "max_length": 512, "learning_rate": 0.05, "threads": 2})  # fmt: skip
+    loaded = load_model_for_training(cfg)
+    before = loaded.model.get_input_embeddings()(torch.arange(len(loaded.tokenizer))[None]).detach().clone()
+    from vinaforge.tune.sft import build_trainer
+
+    trainer = build_trainer(cfg, loaded, [{"messages": m} for m in CONVS], [], tmp_path / "ck")
+    trainer.train()
+    after = trainer.model.get_input_embeddings()(torch.arange(len(loaded.tokenizer))[None]).detach()
+    assert torch.equal(before[0, :n_base], after[0, :n_base])
+    used_new = [i for i in range(n_base, len(loaded.tokenizer)) if not torch.equal(before[0, i], after[0, i])]
+    assert used_new  # new rows seen in the batch moved

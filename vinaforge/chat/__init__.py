@@ -36,6 +36,7 @@ from vinaforge.chat.templates import (
     TemplateError,
     apply_chat_template,
     assistant_token_mask,
+    ensure_chat_template,
     get_template,
     has_generation_markers,
     known_equivalent,
@@ -46,7 +47,7 @@ from vinaforge.chat.templates import (
 __all__ = [
     "DEFAULT_TEMPLATE", "FORMATS", "ROLES", "TEMPLATES", "VBD_SYSTEM_PROMPT", "ChatFormatError", "ChatTemplate",
     "Conversation", "ConversationError", "Preference", "ReadResult", "Rejected", "Rendered", "TemplateChoice",
-    "TemplateError", "apply_chat_template", "assistant_token_mask", "detect_format", "expand_sources",
+    "TemplateError", "apply_chat_template", "assistant_token_mask", "detect_format", "ensure_chat_template", "expand_sources",
     "get_template", "has_generation_markers", "iter_records", "known_equivalent", "parse_record", "prompt_text",
     "read_conversations", "read_preferences", "read_prompts", "read_records", "render", "validate_messages",
     "validate_preference", "write_jsonl",

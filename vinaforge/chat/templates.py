@@ -324,6 +324,23 @@ def apply_chat_template(tokenizer: Any, spec: str = "auto", *, source: str = "to
     return TemplateChoice(name, jinja, added, stops)
 
 
+def ensure_chat_template(tokenizer: Any) -> str:
+    """Give a template-less tokenizer :data:`DEFAULT_TEMPLATE` before it is saved; return the template's name.
+
+    Every model vinaforge writes carries the template it is prompted with (base models included:
+    the local backend prompts them in ``vi_qa``), so transformers, vLLM and llama.cpp use the same
+    format as vinaforge. A tokenizer that has a template keeps it.
+    """
+    own = getattr(tokenizer, "chat_template", None)
+    if own:
+        if isinstance(own, dict):
+            own = own.get("default") or ""
+        bos, eos = getattr(tokenizer, "bos_token", None) or "<s>", getattr(tokenizer, "eos_token", None) or "</s>"
+        return known_equivalent(own, bos, eos) or "own"
+    tokenizer.chat_template = TEMPLATES[DEFAULT_TEMPLATE].jinja
+    return DEFAULT_TEMPLATE
+
+
 def assistant_token_mask(tokenizer: Any, messages: list[dict[str, Any]], template: str | None = None) -> tuple[list[int], list[int]]:
     """``(input_ids, mask)`` of a conversation: 1 on tokens inside an assistant span.
 

@@ -1,6 +1,6 @@
 """Client of the collection app's loop API: push model replies to be ranked, fetch the rankings.
 
-The app (``apps/collect``, a separate deployable) exposes, for an admin API token:
+The app (``apps/collect``, a separate deployable) exposes, for a moderator's or admin's API token:
 
 - ``POST /api/loop/replies`` ``{"model", "items": [{"prompt": [messages], "replies": [...]}]}`` →
   ``{"items": [{"parent_id", "reply_ids": [...], "rejected": [{"reply", "reasons"}], "error"}],
@@ -13,7 +13,7 @@ The app (``apps/collect``, a separate deployable) exposes, for an admin API toke
   "n_rankings"}], "missing": [...], "min_rankings"}``: ranked lists (best first, ties share a
   rank) for parents with enough independent rankings (consensus by Ranked Pairs).
 
-The server side is ``apps/collect/vinaforge_collect/api.py``; docs/collect.md documents both.
+The server side is the collection app's ``api.py`` (``apps/collect``); docs/collect.md documents both.
 
 vinaforge never imports the app: this module speaks HTTP only. Hand-written glue over ``httpx``.
 """

@@ -20,6 +20,7 @@ def run_cmd(
 ) -> None:
     """Run one iteration; re-running resumes at the first unfinished step."""
     from vinaforge.logs import fail, setup_console
+    from vinaforge.loop.app import AppError
     from vinaforge.loop.iteration import Config, LoopError, WaitingForRankings, run_iteration
     from vinaforge.recipe import RecipeError, load_stage_config
 
@@ -30,7 +31,7 @@ def run_cmd(
     except WaitingForRankings as err:
         typer.echo(str(err))
         raise typer.Exit(3) from None
-    except (RecipeError, LoopError, ValueError, FileNotFoundError) as err:
+    except (RecipeError, LoopError, AppError, ValueError, FileNotFoundError) as err:
         fail(str(err))
         return
     for name, info in figures.items():

@@ -185,6 +185,9 @@ def save_model(model, tokenizer, out_dir: str | Path, merge_lora: bool = True) -
         tmp.mkdir(parents=True)
         model.save_pretrained(tmp)
         if tokenizer is not None:
+            from vinaforge.chat import ensure_chat_template
+
+            ensure_chat_template(tokenizer)
             tokenizer.save_pretrained(tmp)
     log.info("saved model to %s", out)
     return out

@@ -408,7 +408,7 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
                                 f"for {params.max_new_tokens}", param="messages", code="context_length_exceeded")  # fmt: skip
         return n
 
-    def start(req: GenRequest, params: SamplingParams) -> tuple[Ticket, asyncio.Queue]:
+    async def start(req: GenRequest, params: SamplingParams) -> tuple[Ticket, asyncio.Queue]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[TicketEvent] = asyncio.Queue()
 
@@ -418,8 +418,8 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
             except RuntimeError:  # the loop is gone (server stopped): nobody is listening
                 pass
 
-        try:
-            return engine.submit(req, params, sink), queue
+        try:  # tokenising the prompt happens here: off the event loop
+            return await asyncio.to_thread(engine.submit, req, params, sink), queue
         except GenerationError as err:
             raise APIError(400, str(err), code="invalid_request") from None
 
@@ -480,7 +480,7 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
         state.acquire()
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         try:
-            ticket, queue = start(req, params)
+            ticket, queue = await start(req, params)
         except BaseException:
             state.release()
             raise
@@ -561,7 +561,7 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
         state.acquire()
         rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         try:
-            ticket, queue = start(req, params)
+            ticket, queue = await start(req, params)
         except BaseException:
             state.release()
             raise

@@ -641,11 +641,12 @@ class CptTrainer:
         lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
         for batch in batches:
             with acc.accumulate(model):
-                out = model(**batch, use_cache=False, num_items_in_batch=n_items)
+                loss = model(**batch, use_cache=False, num_items_in_batch=n_items).loss
+                # (the output's logits are dropped here, not held through the backward pass)
                 # the loss is already divided by the global token count; undo accelerate's /grad_accum
                 # and DDP's mean over processes so gradients are d(sum NLL / n_items)
-                acc.backward(out.loss * (world * cfg.grad_accum))
-                loss_sum += out.loss.detach()
+                acc.backward(loss * (world * cfg.grad_accum))
+                loss_sum += loss.detach()
                 if acc.sync_gradients:
                     if self.sharded_rows is not None:
                         self.sharded_rows.zero_frozen_grads()
@@ -831,6 +832,9 @@ class CptTrainer:
             with atomic_path(final) as tmp:
                 tmp.mkdir(parents=True)
                 model.save_pretrained(tmp, state_dict=cast_state_dict(self.final_state_dict, dtype))
+                from vinaforge.chat import ensure_chat_template
+
+                ensure_chat_template(self.tokenizer)
                 self.tokenizer.save_pretrained(tmp)
             log.info("final model and tokenizer saved to %s", final)
         acc.wait_for_everyone()

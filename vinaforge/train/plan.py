@@ -14,7 +14,7 @@ phases or are tried as changes), the estimate adds:
   Llama/Mistral block with SDPA or flash attention (norm inputs and outputs, q/k/v, attention output
   and its reshaped copy, the SwiGLU branches), or one hidden state per layer with gradient
   checkpointing plus one layer recomputed; plus one layer's activations for the gradients in
-  flight during its backward pass; the fp32 logits, their log-softmax and both gradients (16 bytes per token x vocab
+  flight during its backward pass; the fp32 log-softmax of the logits and two gradients (12 bytes per token x vocab
   entry) unless ``fused_loss`` avoids them;
 - **overhead**: 1.5 GiB of CUDA context and allocator slack per GPU.
 
@@ -162,8 +162,10 @@ def activation_bytes(shape: Shape, s: Settings) -> dict[str, float]:
         layers = stored + one_layer + transient  # one layer recomputed at a time
     else:
         layers = shape.layers * one_layer + transient
-    positions = s.loss_chunk if s.fused_loss != "none" else tokens
-    logits = min(positions, tokens) * shape.vocab * 16.0
+    if s.fused_loss == "none":
+        logits = tokens * shape.vocab * 12.0
+    else:  # one chunk's logits, probabilities and gradient, plus the fp32 head-gradient accumulator
+        logits = min(s.loss_chunk, tokens) * shape.vocab * 16.0 + shape.vocab * shape.hidden * 4.0
     return {"activations": float(layers), "logits": float(logits)}
 
 

@@ -76,7 +76,9 @@ class LoraOptions(BaseModel):
     )
     embeddings: Literal["auto", "new_rows", "full", "none"] = Field(
         "auto",
-        description="auto: train the new rows of an extended vocabulary (and of template tokens), else none",
+        description="auto: train the new rows of an extended vocabulary (and of template tokens), else none. "
+        "new_rows trains only the new input-embedding rows and the whole output head (TRL's fused LM head "
+        "reads the head's weight directly, so a row-wise adapter on it would be bypassed)",
     )
 
 
@@ -289,7 +291,12 @@ def lora_config(model, opts: LoraOptions, *, dora: bool, num_base_rows: int | No
     if mode == "new_rows":
         if not num_base_rows or num_base_rows >= emb.shape[0]:
             raise TuneError("lora.embeddings: new_rows, but the model has no new embedding rows (not extended)")
-        kwargs["trainable_token_indices"] = {n: list(range(num_base_rows, emb.shape[0])) for n in targets}
+        if tied:  # TRL's fused LM head reads the head's weight directly: a row delta on it would be skipped
+            kwargs["modules_to_save"], kwargs["ensure_weight_tying"] = [emb_name], True
+        else:
+            kwargs["trainable_token_indices"] = {emb_name: list(range(num_base_rows, emb.shape[0]))}
+            if head_name is not None:
+                kwargs["modules_to_save"] = [head_name]
     elif mode == "full":
         kwargs["modules_to_save"] = targets
         kwargs["ensure_weight_tying"] = tied

@@ -13,8 +13,8 @@ Modules: ``questions`` (question set), ``prompts`` (judge prompt, verdict parsin
 ``backends`` (model specs → ``vinaforge.generate`` backends), ``answers`` (answer generation),
 ``judging`` (pairwise judgments), ``ratings`` (Elo, Bradley–Terry, bootstrap), ``report``
 (ratings.json, leaderboard, plot, report-card section), ``pipeline`` (all steps from one config),
-``stage`` (the ``judge`` recipe stage), ``cli`` (``vinaforge eval judge``). Importing this package is cheap: torch and transformers are
-imported only when a local model is loaded.
+``stage`` (the ``judge`` recipe stage), ``cli`` (``vinaforge eval judge``). Importing this
+package is cheap: torch and transformers are imported only when a local model is loaded.
 """
 
 from __future__ import annotations
