@@ -165,7 +165,7 @@ def step_rank(cfg: Config, samples_path: Path, out: Path) -> dict:
     if r.kind == "app":
         from vinaforge.loop.app import push_replies
 
-        pushed = push_replies(r.app_url, os.environ.get(r.app_token_env or "", ""), samples, str(cfg.policy))
+        pushed = push_replies(r.app_url, os.environ.get(r.app_token_env or "", ""), samples, Path(str(cfg.policy)).name or str(cfg.policy))
         atomic_write_json(out / "pushed.json", pushed)
         stored = sum(i.get("parent_id") is not None for i in pushed.get("items", []))
         return {"pushed": stored, "ranked_by": "people", **pushed.get("counts", {})}
