@@ -333,7 +333,8 @@ def worker(variant: str, args, spec_file: Path, result_file: Path) -> None:
     import vinaforge.train.engine  # noqa: F401
 
     rss0 = _rss_mb()
-    work = result_file.parent
+    work = result_file.parent / result_file.stem  # one folder per variant and round
+    work.mkdir(parents=True, exist_ok=True)
     run = run_vinaforge if variant.startswith("vinaforge") else run_hf
     out = run(variant, args, spec, work)
     if torch.cuda.is_available():

@@ -58,10 +58,14 @@ def test_english_template_few_shot_and_chat_template(tiny_model_dir, fixtures_di
         batch_size=4,
     )
     assert res["arc_vi"]["test"]["n"] == 4 and res["_meta"]["template"] == "en"
+    bare = tmp_path / "no_template"  # vinaforge saves every model with its template: take it away
+    shutil.copytree(tiny_model_dir, bare)
+    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((bare / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.pop("chat_template", None)
+    (bare / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     with pytest.raises(ModelLoadError, match="no chat template"):
-        run_benchmarks(
-            str(tiny_model_dir), ["arc_vi"], data_dir=fixtures_dir, chat_template=True, device="cpu"
-        )
+        run_benchmarks(str(bare), ["arc_vi"], data_dir=fixtures_dir, chat_template=True, device="cpu")
 
 
 def test_model_that_does_not_load(tmp_path, fixtures_dir):

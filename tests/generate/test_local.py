@@ -91,3 +91,20 @@ def test_model_without_template_is_prompted_in_vi_qa(tiny_dir, tmp_path):
     assert b.template_name == "vi_qa"
     assert b.prompt_of(GenRequest(messages=PROMPTS[0])).endswith("### Câu hỏi:\nXin chào, bạn là ai?\n\n### Trả lời:")
     assert "### Câu hỏi:" in b.template_stops
+
+
+def test_template_without_system_role_gets_it_folded(tiny_dir):
+    from transformers import AutoTokenizer
+
+    from vinaforge.generate.local import LocalBackend
+    from vinaforge.model.load import load_causal_lm
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    tok.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+        "{% endif %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    b = LocalBackend(load_causal_lm(str(tiny_dir)), tok)
+    text = b.prompt_of(GenRequest(messages=PROMPTS[1]))
+    assert text == "user: Trả lời ngắn.\n\nThủ đô của Việt Nam là gì vậy bạn?\nassistant:"

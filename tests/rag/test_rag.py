@@ -101,6 +101,10 @@ def test_cli_index_and_ask(tmp_path):
     assert len(body["passages"]) == 2 and "phở" in body["passages"][0]["text"].lower()
     r = runner.invoke(app, ["rag", "ask", str(tmp_path), "x"])
     assert r.exit_code == 2 and "not a RAG index" in r.output
+    r = runner.invoke(app, ["rag", "eval", str(DOCS), "--queries", "20", "-k", "1,5", "-o", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert report["queries"] == 20 and 0 <= report["recall"]["1"] <= report["recall"]["5"] <= 1
 
 
 @pytest.mark.shared_data

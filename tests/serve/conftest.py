@@ -3,19 +3,25 @@ and real uvicorn servers on 127.0.0.1 (always stopped)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-pytest.importorskip("fastapi")
-pytest.importorskip("sse_starlette")
+MISSING = [m for m in ("fastapi", "uvicorn", "sse_starlette", "bm25s") if importlib.util.find_spec(m) is None]
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session", autouse=True)
+def needs_serve_extra():  # first of the session fixtures: nothing is built when the extra is missing
+    if MISSING:
+        pytest.skip(f"the serve extra is not installed (missing {', '.join(MISSING)})")
+
+
+@pytest.fixture(autouse=True)
 def one_torch_thread():
     import torch
 

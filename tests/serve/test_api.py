@@ -47,6 +47,9 @@ def test_n_stop_seed_and_completions(client):
     assert cut.choices[0].finish_reason == "stop"
     comp = client.completions.create(model="tiny", prompt="Hà Nội là", max_tokens=6, temperature=0)
     assert comp.choices[0].text and comp.usage.completion_tokens >= 1
+    pieces = [c.choices[0].text for c in client.completions.create(model="tiny", prompt="Hà Nội là", max_tokens=6,
+                                                                   temperature=0, stream=True) if c.choices]  # fmt: skip
+    assert "".join(pieces) == comp.choices[0].text
 
 
 def test_rag_answer_has_passages_and_checked_citations(client):

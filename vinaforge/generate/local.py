@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from vinaforge.chat.templates import DEFAULT_TEMPLATE, TEMPLATES, known_equivalent, render
+from vinaforge.chat.templates import DEFAULT_TEMPLATE, TEMPLATES, TemplateError, known_equivalent, render
 from vinaforge.generate.base import (
     Backend,
     Completion,
@@ -74,6 +74,7 @@ class LocalBackend(Backend):
         self.model.eval()
         self.batch_size = max(1, int(batch_size))
         self._lock = threading.Lock()
+        self._stop_cache: dict[tuple[str, ...], list] = {}
         tok = self.tokenizer
         tok.padding_side = "left"
         if tok.pad_token_id is None:
@@ -117,8 +118,17 @@ class LocalBackend(Backend):
         """The exact text the model continues."""
         if request.prompt is not None:
             return request.prompt
-        return render(request.messages, self.template, bos_token=self._bos, eos_token=self._eos,
-                      add_generation_prompt=True).text  # fmt: skip
+        try:
+            return render(request.messages, self.template, bos_token=self._bos, eos_token=self._eos,
+                          add_generation_prompt=True).text  # fmt: skip
+        except TemplateError:
+            if not request.messages or request.messages[0]["role"] != "system" or len(request.messages) < 2:
+                raise
+            # templates that refuse a system role (Gemma-style): fold it into the first user turn
+            system, first, *rest = request.messages
+            merged = [{"role": first["role"], "content": f"{system['content']}\n\n{first['content']}"}, *rest]
+            return render(merged, self.template, bos_token=self._bos, eos_token=self._eos,
+                          add_generation_prompt=True).text  # fmt: skip
 
     def encode(self, request: GenRequest) -> list[int]:
         text = self.prompt_of(request)
@@ -149,9 +159,22 @@ class LocalBackend(Backend):
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
             use_cache=True,
-            stop_strings=stops or None,
         )
-        return {"generation_config": cfg, "tokenizer": self.tokenizer if stops else None}
+        return {"generation_config": cfg, "stopping_criteria": self._stop_criteria(stops)}
+
+    def _stop_criteria(self, stops: list[str]):
+        """transformers' stop-string check, built once per set of stops.
+
+        Building it walks the whole vocabulary (about a second for 32k tokens), so it is cached
+        instead of being rebuilt by every ``generate`` call.
+        """
+        from transformers import StoppingCriteriaList
+        from transformers.generation.stopping_criteria import StopStringCriteria
+
+        key = tuple(stops)
+        if key not in self._stop_cache:
+            self._stop_cache[key] = [StopStringCriteria(self.tokenizer, list(key))] if key else []
+        return StoppingCriteriaList(self._stop_cache[key])
 
     def _finish(self, new_ids: list[int], stops: list[str], params: SamplingParams) -> tuple[str, str, int]:
         eos = self.tokenizer.eos_token_id
@@ -241,6 +264,8 @@ class LocalBackend(Backend):
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        kwargs = self._generation_kwargs(params, stops)
+        kwargs["stopping_criteria"] = StoppingCriteriaList([*kwargs["stopping_criteria"], _Cancel()])
         counted: list[int] = []
 
         def work() -> None:
@@ -251,8 +276,7 @@ class LocalBackend(Backend):
                     out = self.model.generate(
                         input_ids=torch.tensor([ids], device=self.device),
                         attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.device),
-                        streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancel()]),
-                        **self._generation_kwargs(params, stops),
+                        streamer=streamer, **kwargs,
                     )  # fmt: skip
                 counted.extend(out[0, len(ids) :].tolist())
             except Exception as err:  # surfaced to the consumer below

@@ -118,6 +118,7 @@ async function send(question) {
   const node = addMessage("assistant", "");
   let text = "";
   let extra = null;
+  let failed = false;
   state.controller = new AbortController();
   setBusy(true);
   $("status").textContent = "đang trả lời…";
@@ -160,6 +161,7 @@ async function send(question) {
     if (e.name === "AbortError") {
       $("status").textContent = "đã dừng";
     } else {
+      failed = true;
       node.classList.add("error");
       $("status").textContent = "lỗi: " + e.message;
     }
@@ -170,7 +172,8 @@ async function send(question) {
   renderMarkdown(node, text, turn);
   showPassages(node, extra, turn);
   node.dataset.done = "1";
-  state.history.push({ role: "assistant", content: text });
+  if (failed) state.history.pop();  // the question goes unanswered: do not send it again as history
+  else state.history.push({ role: "assistant", content: text });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
