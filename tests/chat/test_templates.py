@@ -181,3 +181,15 @@ def test_every_saved_model_carries_a_chat_template(tmp_path):
     again = AutoTokenizer.from_pretrained(tmp_path / "m")
     assert (tmp_path / "m" / "chat_template.jinja").is_file()
     assert again.chat_template == TEMPLATES[DEFAULT_TEMPLATE].jinja
+
+
+def test_template_report_names_the_saved_template(tmp_path):
+    from vinaforge.chat.templates import template_report
+    from vinaforge.tokenizer.resolve import resolve_tokenizer
+
+    tok = resolve_tokenizer("mistral-v0.1")
+    assert "none saved" in template_report(tmp_path)
+    apply_chat_template(tok, "vicuna")
+    tok.save_pretrained(tmp_path)
+    text = template_report(tmp_path)
+    assert "`vicuna` (with generation markers)" in text and "USER: Xin chào! ASSISTANT:" in text

@@ -341,6 +341,36 @@ def ensure_chat_template(tokenizer: Any) -> str:
     return DEFAULT_TEMPLATE
 
 
+def saved_template(model_dir: str | Path) -> tuple[str | None, str, str]:
+    """``(jinja, bos, eos)`` of an HF folder, read from its files (no tokenizer load)."""
+    import json
+
+    folder = Path(model_dir)
+    cfg_path = folder / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    jinja = (folder / "chat_template.jinja").read_text(encoding="utf-8") if (folder / "chat_template.jinja").is_file() \
+        else cfg.get("chat_template")  # fmt: skip
+
+    def token(name: str, default: str) -> str:
+        value = cfg.get(name, default)
+        return value.get("content", default) if isinstance(value, dict) else (value or default)
+
+    return jinja, token("bos_token", "<s>"), token("eos_token", "</s>")
+
+
+def template_report(model_dir: str | Path) -> str:
+    """Report-card section: which chat template a saved model carries and what it renders."""
+    jinja, bos, eos = saved_template(model_dir)
+    if not jinja:
+        return "**Chat template:** none saved with the model (it is prompted in `vi_qa`).\n"
+    name = known_equivalent(jinja, bos, eos) or "custom"
+    marked = "with" if has_generation_markers(jinja) else "without"
+    example = render([{"role": "system", "content": "Bạn là trợ lý."}, {"role": "user", "content": "Xin chào!"}],
+                     jinja, bos_token=bos, eos_token=eos, add_generation_prompt=True).text  # fmt: skip
+    return (f"**Chat template:** `{name}` ({marked} generation markers), saved in the model folder; a prompt "
+            f"renders as:\n\n```text\n{example}\n```\n")  # fmt: skip
+
+
 def assistant_token_mask(tokenizer: Any, messages: list[dict[str, Any]], template: str | None = None) -> tuple[list[int], list[int]]:
     """``(input_ids, mask)`` of a conversation: 1 on tokens inside an assistant span.
 

@@ -293,6 +293,15 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     return StageResult(
         outputs=outputs,
         metrics={name: round(value, 6) for name, (value, _) in flat.items()},
-        report=report.results_markdown(results),
+        report=report.results_markdown(results) + "\n" + _template_section(config.model),
         figures=figures,
     )
+
+
+def _template_section(model: str) -> str:
+    """The chat template the evaluated model carries (what serving and export will use)."""
+    from pathlib import Path
+
+    from vinaforge.chat.templates import template_report
+
+    return template_report(model) if Path(str(model)).is_dir() else ""

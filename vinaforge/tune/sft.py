@@ -159,7 +159,7 @@ def report_section(summary: dict, figures: list[Figure], title: str) -> str:
     """The report card's Markdown for a tune stage (loss, answers before/after, safety rates)."""
     from vinaforge.tune.common import answers_table
 
-    lines = [f"**{title}**" + (" — tiny, randomly initialised model: the answers are not meant to be good."
+    lines = [f"**{title}**" + (" — a tiny demo model built from random weights: the answers are not meant to be good."
                               if summary.get("random_init") else "")]  # fmt: skip
     data = summary.get("data") or {}
     if data:
