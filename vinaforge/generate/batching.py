@@ -1,7 +1,7 @@
 """Dynamic batching over a :class:`~vinaforge.generate.local.LocalBackend`, with per-request streams.
 
 A server gets requests one at a time from many clients. Running them one after another leaves
-the model mostly idle (a decode step of one row costs about as much as a step of sixteen), so a
+the model underused (one decoding step over sixteen rows costs far less than sixteen one-row steps), so a
 scheduler thread collects the requests that arrive within a few milliseconds of each other (and
 everything that queued while the previous batch ran) and runs them as **one** left-padded
 ``model.generate`` call with a KV cache. Each row of the batch is a request (or one of its ``n``
@@ -18,12 +18,15 @@ every row is done. Because the tokens come from the same ``generate`` call as
 Batches are formed per *wave*: a request that arrives while a batch is decoding waits for the
 next one (at most one batch's duration). Sampled requests share a batch only with requests of the
 same temperature/top-p/top-k; a sampled request with a ``seed`` runs alone so that its seed
-means something. transformers also ships a paged-attention continuous-batching manager
-(``model.init_continuous_batching``); it targets CUDA and has no per-request stop strings, so the
-CPU-friendly wave scheduler here is the default.
+means something.
 
-Hand-written: the scheduler and per-row stream bookkeeping; the model work is transformers'
-``generate``.
+:class:`ContinuousBatchingEngine` (the server's default) removes the wave: requests join and
+leave a running batch at every decoding step. transformers also ships a continuous-batching
+manager (``model.init_continuous_batching``); it manages its own paged cache and attention
+implementations and takes no per-request stop strings, so both schedulers here drive the model's
+ordinary ``generate``/forward instead.
+
+Hand-written: the schedulers and per-row stream bookkeeping; the model work is transformers'.
 """
 
 from __future__ import annotations
@@ -392,8 +395,8 @@ class ContinuousBatchingEngine(BatchingEngine):
     own sampling settings and seed (a ``torch.Generator`` per row). A request no longer waits for
     the batch in front of it to finish, which is what the wave scheduler costs closed-loop clients.
 
-    Hand-written: transformers' own continuous-batching manager needs paged attention kernels and
-    has no per-request stop strings; this loop drives the model's ordinary forward.
+    Hand-written (see the module docstring for why not transformers' manager); numerically the
+    same forward as ``generate``: greedy output equals :meth:`LocalBackend.generate` (tested).
     """
 
     def _loop(self) -> None:
