@@ -47,6 +47,14 @@ def run_ok(runs: Path, *args: str) -> str:
     return " ".join(out.stderr.split())
 
 
+def kill_tree(proc: subprocess.Popen) -> None:
+    """``kill -9`` the run and every worker it forked (its own session), as a crash of the machine would."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def kill_when(runs: Path, event: Callable[[], bool], *args: str, what: str) -> bool:
     """Start a run and ``kill -9`` it as soon as ``event()`` is true.
 
@@ -56,7 +64,8 @@ def kill_when(runs: Path, event: Callable[[], bool], *args: str, what: str) -> b
     log = runs.parent / f"kill-{time.monotonic_ns()}.log"
     with open(log, "w") as err:
         proc = subprocess.Popen(
-            command(runs, *args), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err
+            command(runs, *args), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err,
+            start_new_session=True,
         )
     deadline = time.monotonic() + 240
     try:
@@ -69,7 +78,7 @@ def kill_when(runs: Path, event: Callable[[], bool], *args: str, what: str) -> b
             time.sleep(0.005)
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+            kill_tree(proc)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, f"the run ended by itself before {what}"
     return True
@@ -171,12 +180,13 @@ def test_random_kills_from_scratch_resume_to_a_clean_result(reference, tmp_path)
     moments = [round(rng.uniform(3.0, 20.0), 2) for _ in range(2)]  # seconds after each (re)start
     for moment in moments:
         proc = subprocess.Popen(
-            command(runs), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command(runs), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             proc.wait(timeout=moment)
         except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
+            kill_tree(proc)
             proc.wait()
     run_ok(runs)
     try:

@@ -198,3 +198,43 @@ def test_lora_on_an_extended_vocabulary_trains_the_new_rows(tiny_dir, tmp_path):
     assert torch.equal(before[0, :n_base], after[0, :n_base])
     used_new = [i for i in range(n_base, len(loaded.tokenizer)) if not torch.equal(before[0, i], after[0, i])]
     assert used_new  # new rows seen in the batch moved
+
+
+def test_interrupted_sft_resumes_from_its_checkpoint(tiny_dir, tmp_path, monkeypatch):
+    """A run killed after step 2 resumes from checkpoint-2 and does not redo the finished steps."""
+    from transformers import TrainerCallback
+
+    from vinaforge.tune import sft
+
+    class Kill(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if state.global_step == 2:
+                raise KeyboardInterrupt("killed after step 2")
+
+    real = sft.build_trainer
+    seen_steps: list[int] = []
+
+    class Record(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            seen_steps.append(state.global_step)
+
+    def killing(*a, **kw):
+        trainer = real(*a, **kw)
+        trainer.add_callback(Kill())
+        return trainer
+
+    cfg = _cfg(tiny_dir, tmp_path, mode="lora", training={"max_steps": 3, "batch_size": 1, "max_length": 512,
+                                                          "save_steps": 2, "threads": 2})  # fmt: skip
+    monkeypatch.setattr(sft, "build_trainer", killing)
+    with pytest.raises(KeyboardInterrupt):
+        sft.train_sft(cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-2").is_dir()
+
+    def recording(*a, **kw):
+        trainer = real(*a, **kw)
+        trainer.add_callback(Record())
+        return trainer
+
+    monkeypatch.setattr(sft, "build_trainer", recording)
+    summary = sft.train_sft(cfg, tmp_path / "run")
+    assert seen_steps == [3] and summary["steps"] == 3  # steps 1-2 were not trained again
