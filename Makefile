@@ -33,7 +33,7 @@ collect-demo: setup
 	$(VENV)/bin/vinaforge collect serve --seed --db sqlite:///runs/collect-demo.db --reviews-needed 1 --port 8300
 
 test: setup
-	$(VENV)/bin/pytest -q -ra
+	$(VENV)/bin/pytest -q -ra --durations=30
 
 lint: setup
 	$(VENV)/bin/ruff check vinaforge tests bench apps

@@ -31,7 +31,7 @@ def test_slurm_stages_are_chained_jobs(tmp_path):
 
 def test_slurm_needs_a_partition():
     with pytest.raises(ValidationError, match="slurm.partition"):
-        Config(inputs=["x"], executor="slurm")
+        Config(inputs=[str(EXAMPLES)], executor="slurm")
 
 
 def test_disabled_dedup_drops_its_stages(tmp_path):
