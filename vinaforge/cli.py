@@ -18,11 +18,11 @@ from vinaforge import __version__
 
 GROUPS: dict[str, tuple[str, str]] = {
     "text": ("vinaforge.text.cli", "Vietnamese text tools: normalize, stats, langid."),
-    "data": ("vinaforge.data.cli", "Corpus curation."),
+    "data": ("vinaforge.data.cli", "Corpus curation and the data factory: curate, translate, synth, decontaminate."),
     "tokenizer": ("vinaforge.tokenizer.cli", "Tokenizer training, extension and fertility."),
     "model": ("vinaforge.model.cli", "Tiny models and embedding surgery."),
-    "train": ("vinaforge.train.cli", "Continued pretraining and fine-tuning."),
-    "tune": ("vinaforge.tune.cli", "Instruction tuning and preference alignment: sft, dpo, orpo, kto, self-preference."),
+    "train": ("vinaforge.train.cli", "Continued pretraining, memory planning, tokenization at scale."),
+    "tune": ("vinaforge.tune.cli", "Post-training: sft, dpo, orpo, kto, self-preference, reward, rl."),
     "merge": ("vinaforge.merge.cli", "Merge models and adapters."),
     "export": ("vinaforge.export.cli", "Export to HF folders, GGUF (llama.cpp) and Ollama, verified."),
     "eval": ("vinaforge.eval.cli", "Benchmarks, bits per byte, translation, LLM-as-judge."),

@@ -96,9 +96,11 @@ def test_local_answers_are_recorded_and_resumed(tiny, two_questions, tmp_path: P
 def test_chat_template_is_used_and_a_system_message_merged(tiny) -> None:
     backend = make_backend(str(tiny["chat"]), "judge")
     assert backend.describe()["chat_template"] == "own"
-    assert not accepts_system(backend)
+    # the template refuses a system role; the local backend folds it into the first user turn itself
+    assert accepts_system(backend)
     prompt = judge_prompt("Câu hỏi?", "Trả lời một.", "Trả lời hai.")
     text = backend.prompt_of(GenRequest(messages=merge_system(prompt.messages)))
+    assert backend.prompt_of(GenRequest(messages=prompt.messages)) == text
     assert text.startswith("<s>[INST] Bạn là một giám khảo công tâm.")
     assert text.rstrip().endswith("[/INST]") and "[Bắt đầu câu trả lời của trợ lý A]" in text
     ids = backend.encode(GenRequest(messages=merge_system(prompt.messages)))
