@@ -282,7 +282,7 @@ def run_iteration(cfg: Config, work: Path, *, seed: int = 0) -> dict[str, Any]:
 
 
 def report_section(figures: dict[str, Any]) -> str:
-    lines = ["## Community loop (one iteration)", "", "| step | figures |", "|---|---|"]
+    lines = ["**Community loop (one iteration)**", "", "| step | figures |", "|---|---|"]
     for name in STEPS:
         if name in figures:
             info = {k: v for k, v in figures[name].items() if k != "finished"}

@@ -401,7 +401,7 @@ def _plot_distributions(ev: dict, path: Path) -> Path | None:
 def report_section(summary: dict) -> str:
     ev = summary.get("eval") or {}
     lines = [
-        "## Reward model", "",
+        "**Reward model**", "",
         f"{summary['records_in']} records ({summary['ranked_lists']} ranked lists) → {summary['pairs_in']} pairs; "
         f"{summary['rejected']} rejected (kept in `rejected.jsonl`). Trained on {summary['train_pairs']} pairs, "
         f"{summary['steps']} steps, {summary['mode']}; held out {summary['eval_pairs']} pairs of unseen prompts.", "",

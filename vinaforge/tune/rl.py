@@ -331,13 +331,17 @@ def plot_curves(history: list[dict], path: Path) -> Path | None:
     return path
 
 
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
 def report_section(summary: dict) -> str:
     from vinaforge.tune.common import _cell
 
     b, a = summary["eval_before"], summary["eval_after"]
-    lines = [f"## RL ({summary['algorithm']})", "",
+    lines = [f"**RL ({summary['algorithm']})**", "",
              f"{summary['steps']} steps on {summary['prompts']['train']} prompts, KL coefficient {summary['beta']}; "
-             f"KL to the reference at the end {summary['final_kl']} (max {summary['max_kl']}).", "",
+             f"KL to the reference at the end {_num(summary['final_kl'])} (max {_num(summary['max_kl'])}).", "",
              "Greedy replies to held-out prompts, mean reward terms:", "",
              "| reward | before | after |", "|---|---:|---:|"]  # fmt: skip
     lines += [f"| {k} | {b[k]} | {a.get(k)} |" for k in b]
