@@ -19,6 +19,7 @@ Hand-written glue.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 Sink = Callable[[TicketEvent], None]
 
 
-class Engine:
+class Engine(ABC):
     """What the API needs from a model."""
 
     context_length: int | None = None
@@ -40,8 +41,9 @@ class Engine:
         """Prompt tokens, or None when only the upstream knows."""
         return None
 
+    @abstractmethod
     def submit(self, request: GenRequest, params: SamplingParams, sink: Sink | None = None) -> Ticket:
-        raise NotImplementedError
+        """Queue a request; its events go to ``sink`` (streaming) and its ticket resolves when done."""
 
     def queued(self) -> int:
         return 0
