@@ -423,6 +423,15 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
         except GenerationError as err:
             raise APIError(400, str(err), code="invalid_request") from None
 
+    async def admit(req: GenRequest, params: SamplingParams) -> tuple[Ticket, asyncio.Queue]:
+        """Take a concurrency slot (429 when full) and start the request; the slot is freed if it cannot start."""
+        state.acquire()
+        try:
+            return await start(req, params)
+        except BaseException:
+            state.release()
+            raise
+
     async def next_event(queue: asyncio.Queue, deadline: float) -> TicketEvent:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -477,13 +486,8 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
         messages, passages = await asyncio.to_thread(retrieve, body, messages)
         req = GenRequest(messages=messages)
         prompt_tokens = await asyncio.to_thread(check_prompt, req, params)
-        state.acquire()
+        ticket, queue = await admit(req, params)
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        try:
-            ticket, queue = await start(req, params)
-        except BaseException:
-            state.release()
-            raise
         if stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return sse(chat_stream(ticket, queue, params, rid, created, prompt_tokens, include_usage, passages))
@@ -558,13 +562,8 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
         params = parse_sampling(body, cfg)
         req = GenRequest(prompt=prompt)
         prompt_tokens = await asyncio.to_thread(check_prompt, req, params)
-        state.acquire()
+        ticket, queue = await admit(req, params)
         rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        try:
-            ticket, queue = await start(req, params)
-        except BaseException:
-            state.release()
-            raise
         if body.get("stream"):
             return sse(completion_stream(ticket, queue, params, rid, created))
         try:
