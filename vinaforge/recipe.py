@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ValidationError
 
 from vinaforge.stage import StageConfig, load_stage_module
 
-RECIPE_KEYS = {"name", "run_dir", "seed", "description", "stages"}
+RECIPE_KEYS = {"name", "run_dir", "seed", "description", "stages", "scale", "scales"}
 
 # Stage names become folder names and ``--set STAGE.key`` prefixes; recipe names become the run
 # folder. Both are plain identifiers, so neither can climb out of the run directory.
@@ -278,7 +278,9 @@ def load_recipe(
     """
     p = Path(path)
     data, lines = load_yaml(p)
-    apply_sets_recipe(data, sets)
+    apply_sets_recipe(data, [s for s in sets or [] if parse_set(s)[0][0] in ("scale", "scales")])
+    apply_scale(data, p, lines)
+    apply_sets_recipe(data, [s for s in sets or [] if parse_set(s)[0][0] not in ("scale", "scales")])
     unknown = set(data) - RECIPE_KEYS
     if unknown:
         key = sorted(unknown)[0]
@@ -396,6 +398,41 @@ def _set_at(data: Any, key: tuple, value: Any) -> None:
     for part in key[:-1]:
         node = node[part]
     node[key[-1]] = value
+
+
+def apply_scale(data: dict, path: Path, lines: dict[tuple, int]) -> None:
+    """Apply the overrides of the chosen ``scale`` (``--set scale=gpu``) from the recipe's ``scales``.
+
+    ``scales`` maps a scale name to ``{"STAGE.key.path": value}`` overrides, the same keys as
+    ``--set``; the recipe's own values are one scale, and the command line's ``--set`` items still
+    win over the chosen scale. A recipe without ``scales`` accepts no ``scale``.
+    """
+    scales = data.get("scales")
+    scale = data.get("scale")
+    if scales is None:
+        if scale is not None:
+            raise RecipeError(f"{path}:{lines.get(('scale',), '?')}: scale: this recipe defines no scales")
+        return
+    if not isinstance(scales, dict) or not all(isinstance(v, dict | type(None)) for v in scales.values()):
+        raise RecipeError(
+            f"{path}:{lines.get(('scales',), '?')}: scales: expected a mapping of scale name -> "
+            "{STAGE.key: value} overrides"
+        )
+    if scale is None:
+        scale = next(iter(scales))
+        data["scale"] = scale
+    if scale not in scales:
+        raise RecipeError(
+            f"{path}:{lines.get(('scale',), '?')}: scale: {scale!r} is not one of this recipe's scales "
+            f"({', '.join(map(str, scales))})"
+        )
+    items = []
+    for key, value in (scales[scale] or {}).items():
+        items.append(f"{key}={json.dumps(value, ensure_ascii=False)}")
+    try:
+        apply_sets_recipe(data, items)
+    except RecipeError as err:
+        raise RecipeError(f"{path}:{lines.get(('scales', scale), '?')}: scales.{scale}: {err}") from None
 
 
 def apply_sets_recipe(data: dict, sets: list[str] | None) -> dict:
