@@ -26,25 +26,28 @@ def _fail(err: Exception) -> None:
 def tiny(
     tokenizer: Annotated[str, typer.Option(help="Base tokenizer: name (mistral-v0.1), HF folder or hub id.")],
     output: Annotated[Path, typer.Option(help="Output HF folder (model + tokenizer).")],
-    arch: Annotated[str, typer.Option(help="mistral or llama.")] = "mistral",
+    arch: Annotated[str, typer.Option(help="mistral, llama, qwen2, gemma2, gemma3 or phi3.")] = "mistral",
     layers: Annotated[int, typer.Option()] = 2,
     hidden: Annotated[int, typer.Option()] = 128,
     heads: Annotated[int, typer.Option()] = 4,
     kv_heads: Annotated[int | None, typer.Option(help="Key/value heads (GQA); default: heads.")] = None,
     intermediate: Annotated[int | None, typer.Option(help="MLP width; default 8/3 of hidden.")] = None,
     max_position: Annotated[int, typer.Option()] = 2048,
-    tie: Annotated[bool, typer.Option("--tie/--no-tie", help="Tie input and output embeddings.")] = False,
+    tie: Annotated[
+        bool | None,
+        typer.Option("--tie/--no-tie", help="Tie input and output embeddings; default: the family's own."),
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Build a randomly initialised model in Hugging Face format (labelled random in config.json)."""
     from vinaforge.logs import setup_console
     from vinaforge.model.load import ModelLoadError
     from vinaforge.model.stage import load_base_tokenizer
-    from vinaforge.model.tiny import RANDOM_INIT_LABEL, save_model, tiny_model_for
+    from vinaforge.model.tiny import ARCHS, RANDOM_INIT_LABEL, save_model, tiny_model_for
 
     setup_console()
-    if arch not in ("mistral", "llama"):
-        _fail(ValueError(f"--arch {arch!r}: expected mistral or llama"))
+    if arch not in ARCHS:
+        _fail(ValueError(f"--arch {arch!r}: expected one of {', '.join(ARCHS)}"))
     try:
         tok = load_base_tokenizer(tokenizer)
         model = tiny_model_for(
@@ -63,7 +66,8 @@ def tiny(
         _fail(err)
         return
     save_model(model, tok, output)
-    typer.echo(f"{output}: {arch}, {model.num_parameters():,} parameters, {RANDOM_INIT_LABEL}")
+    tied = "tied" if model.config.tie_word_embeddings else "untied"
+    typer.echo(f"{output}: {arch}, {model.num_parameters():,} parameters, {tied}, {RANDOM_INIT_LABEL}")
 
 
 @app.command()
@@ -78,6 +82,9 @@ def extend(
     pad_to_multiple_of: Annotated[int, typer.Option()] = 64,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
+    untie: Annotated[
+        bool, typer.Option(help="Give a tied head its own matrix (default: tied models stay tied).")
+    ] = False,
 ) -> None:
     """Resize embeddings and head to the extended tokenizer and initialise the new rows."""
     from vinaforge.io import atomic_write_json
@@ -96,7 +103,7 @@ def extend(
         new_tok = load_tokenizer(str(tokenizer))
         lm = load_causal_lm(model, dtype=dtype)
         info = extend_model(
-            lm, base_tok, new_tok, init=init, pad_to_multiple_of=pad_to_multiple_of, seed=seed
+            lm, base_tok, new_tok, init=init, pad_to_multiple_of=pad_to_multiple_of, seed=seed, untie=untie
         )  # type: ignore[arg-type]
     except (ModelLoadError, TokenizerMismatchError, ValueError, FileNotFoundError) as err:
         _fail(err)

@@ -118,7 +118,16 @@ def load_causal_lm(
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+        except ValueError as err:
+            if attn_implementation != "sdpa" or "scaled_dot_product_attention" not in str(err):
+                raise
+            # Gemma 2 has no sdpa path in transformers (it soft-caps attention logits): eager is
+            # the implementation its authors use; say so rather than fail on our default
+            log.info("%s: the architecture has no sdpa attention; loading it with eager attention", name_or_path)
+            kwargs["attn_implementation"] = "eager"
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError, KeyError) as err:
         raise ModelLoadError(f"cannot load a causal LM from {name_or_path!r}: {err}") from err
     if device:

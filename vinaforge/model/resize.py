@@ -286,6 +286,31 @@ def same_tensor(a, b) -> bool:
     return a is b or (a.data_ptr() == b.data_ptr() and a.shape == b.shape)
 
 
+def is_tied(model) -> bool:
+    """True when the output head is the input embedding matrix (one tensor)."""
+    out_emb = model.get_output_embeddings()
+    return out_emb is not None and same_tensor(out_emb.weight, model.get_input_embeddings().weight)
+
+
+def untie_embeddings(model) -> None:
+    """Give the head its own copy of the tied matrix and record ``tie_word_embeddings: false``.
+
+    Only on request (``extend_model(untie=True)``, ``model extend --untie``): a tied base keeps
+    one matrix through extension, CPT, LoRA, merge and export unless the user asks otherwise.
+    """
+    import torch
+
+    head = model.get_output_embeddings()
+    head.weight = torch.nn.Parameter(model.get_input_embeddings().weight.detach().clone())
+    model.config.tie_word_embeddings = False
+    model.config.get_text_config().tie_word_embeddings = False
+    log.warning(
+        "untied the input embeddings and the output head on request: %d more parameters, and the "
+        "two matrices now train separately",
+        head.weight.numel(),
+    )
+
+
 def extend_model(
     model: PreTrainedModel,
     base_tokenizer: PreTrainedTokenizerBase,
@@ -293,14 +318,23 @@ def extend_model(
     init: InitMethod = "mean",
     pad_to_multiple_of: int = 64,
     seed: int = 0,
+    untie: bool = False,
 ) -> ResizeInfo:
-    """Resize ``model`` in place to ``new_tokenizer`` and initialise every row past the base tokenizer."""
+    """Resize ``model`` in place to ``new_tokenizer`` and initialise every row past the base tokenizer.
+
+    Tied input/output embeddings stay one tensor (checked after the resize). ``untie=True`` gives
+    the head its own copy first (logged): the base rows stay equal, but the two matrices then train
+    apart and the model has ``rows x hidden`` more parameters.
+    """
     import torch
 
     if init not in INIT_METHODS:
         raise ValueError(f"unknown init method {init!r}; expected one of {', '.join(INIT_METHODS)}")
     check_fits_model(model, base_tokenizer)
     check_extends(base_tokenizer, new_tokenizer)
+    was_tied = is_tied(model)
+    if untie and was_tied:
+        untie_embeddings(model)
     num_base_tokens = len(base_tokenizer)
     new_ids = sorted(i for i in new_tokenizer.get_vocab().values() if i >= num_base_tokens)
     needed = max(new_ids[-1] + 1 if new_ids else 0, num_base_tokens)
@@ -319,6 +353,11 @@ def extend_model(
     in_emb = model.get_input_embeddings()
     out_emb = model.get_output_embeddings()
     tied = out_emb is not None and same_tensor(out_emb.weight, in_emb.weight)
+    if was_tied and not untie and not tied:
+        raise RuntimeError(
+            "resizing untied the input and output embeddings of a tied model (transformers did not "
+            "re-tie them); refusing to go on with two matrices the config says are one"
+        )
     _init_matrix(in_emb.weight, num_base_tokens, new_ids, sources, init, std, generator)
     if out_emb is not None and not tied:
         _init_matrix(out_emb.weight, num_base_tokens, new_ids, sources, init, std, generator)

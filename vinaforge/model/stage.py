@@ -30,14 +30,14 @@ class TinySpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    arch: Literal["mistral", "llama"] = "mistral"
+    arch: Literal["mistral", "llama", "qwen2", "gemma2", "gemma3", "phi3"] = "mistral"
     layers: int = Field(2, gt=0)
     hidden: int = Field(128, gt=0)
     heads: int = Field(4, gt=0)
     kv_heads: int | None = Field(None, gt=0)
     intermediate: int | None = Field(None, gt=0)
     max_position: int = Field(2048, gt=0)
-    tie_word_embeddings: bool = False
+    tie_word_embeddings: bool | None = Field(None, description="default: the family's own (qwen2, gemma tie)")
 
 
 class Config(StageConfig):
@@ -51,6 +51,7 @@ class Config(StageConfig):
     )
     init: Literal["mean", "mean_resizing", "random"] = "mean"
     pad_to_multiple_of: int = Field(64, ge=1)
+    untie: bool = Field(False, description="give a tied head its own matrix (default: tied stays tied)")
     dtype: str = "auto"
     seed: int | None = Field(None, description="default: the recipe's seed")
 
@@ -199,6 +200,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
             init=config.init,
             pad_to_multiple_of=config.pad_to_multiple_of,
             seed=seed,
+            untie=config.untie,
         )
     save_model(model, out_tok, ctx.work_dir / "model")
     outputs = {"model": "model"}

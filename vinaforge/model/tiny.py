@@ -1,7 +1,9 @@
-"""Tiny, randomly initialised Llama/Mistral models, and saving any model in Hugging Face format.
+"""Tiny, randomly initialised models of the families users adapt, and saving any model in HF format.
 
-The architectures are transformers' own (``LlamaConfig``/``MistralConfig`` →
-``AutoModelForCausalLM.from_config``); hand-written here is only the provenance label. A random
+The architectures are transformers' own (``LlamaConfig``, ``MistralConfig``, ``Qwen2Config``,
+``Gemma2Config``, ``Gemma3TextConfig``, ``Phi3Config`` → ``AutoModelForCausalLM.from_config``);
+hand-written here are only the few settings that keep each family consistent at a tiny size
+(:func:`_arch_kwargs`), the per-family tying default, and the provenance label. A random
 model must never be mistaken for a pretrained base in a report, so :func:`build_tiny_model` writes
 ``"vinaforge": {"random_init": true, ...}`` into ``config.json`` and :func:`is_random_init` reads it
 back from a model in memory or a folder on disk.
@@ -30,8 +32,62 @@ def default_intermediate(hidden: int) -> int:
     return int(math.ceil(hidden * 8 / 3 / 64) * 64)
 
 
+Arch = Literal["mistral", "llama", "qwen2", "gemma2", "gemma3", "phi3"]
+ARCHS: tuple[str, ...] = ("mistral", "llama", "qwen2", "gemma2", "gemma3", "phi3")
+
+#: Whether each architecture ties its head to the input embeddings when ``tie_word_embeddings``
+#: is not given: as the small published bases do (Qwen2.5-0.5B, every Gemma); Llama-3.2-1B ties
+#: too, but Llama-3-8B and Mistral do not, so llama/mistral default to untied.
+DEFAULT_TIE: dict[str, bool] = {
+    "mistral": False,
+    "llama": False,
+    "qwen2": True,
+    "gemma2": True,
+    "gemma3": True,
+    "phi3": False,
+}
+
+#: Gemma 2 is eager-only in transformers (sdpa cannot soft-cap attention logits).
+EAGER_ONLY = ("gemma2",)
+
+
+def _config_class(arch: str):
+    import transformers
+
+    names = {
+        "mistral": "MistralConfig",
+        "llama": "LlamaConfig",
+        "qwen2": "Qwen2Config",
+        "gemma2": "Gemma2Config",
+        "gemma3": "Gemma3TextConfig",
+        "phi3": "Phi3Config",
+    }
+    if arch not in names:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {', '.join(ARCHS)}")
+    return getattr(transformers, names[arch])
+
+
+def _arch_kwargs(arch: str, hidden: int, heads: int) -> dict[str, Any]:
+    """What each family needs beyond the Llama-style fields to stay consistent at a tiny size.
+
+    Gemma's configs default ``head_dim`` to 256 whatever the hidden size, and scale queries by
+    ``query_pre_attn_scalar`` (256): both follow hidden/heads here. Gemma 2 keeps its logit
+    soft-capping (final 30, attention 50) and its sqrt(hidden) embedding scale, which live in the
+    model code. Phi-3's config defaults ``pad_token_id`` to 32000, which is outside a smaller
+    vocabulary; it is set from the tokenizer (or None) like the others.
+    """
+    head_dim = hidden // heads
+    if arch == "mistral":
+        return {"sliding_window": None}
+    if arch == "qwen2":
+        return {"use_sliding_window": False}
+    if arch in ("gemma2", "gemma3"):
+        return {"head_dim": head_dim, "query_pre_attn_scalar": head_dim}
+    return {}
+
+
 def tiny_config(
-    arch: Literal["mistral", "llama"],
+    arch: Arch,
     vocab_size: int,
     layers: int,
     hidden: int,
@@ -39,17 +95,16 @@ def tiny_config(
     kv_heads: int | None = None,
     intermediate: int | None = None,
     max_position: int = 4096,
-    tie_word_embeddings: bool = False,
+    tie_word_embeddings: bool | None = None,
     bos_token_id: int | None = None,
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
 ):
-    """The transformers config of a small model of the given family, checked for consistency."""
-    from transformers import LlamaConfig, MistralConfig
+    """The transformers config of a small model of the given family, checked for consistency.
 
-    families = {"mistral": MistralConfig, "llama": LlamaConfig}
-    if arch not in families:
-        raise ValueError(f"unknown architecture {arch!r}; expected one of {', '.join(families)}")
+    ``tie_word_embeddings=None`` takes the family's own default (:data:`DEFAULT_TIE`).
+    """
+    config_class = _config_class(arch)
     kv_heads = kv_heads or heads
     for name, value in (("vocab_size", vocab_size), ("layers", layers), ("hidden", hidden), ("heads", heads)):
         if value <= 0:
@@ -60,6 +115,8 @@ def tiny_config(
         raise ValueError(f"heads ({heads}) must be divisible by kv_heads ({kv_heads})")
     if (hidden // heads) % 2:
         raise ValueError(f"head size hidden/heads = {hidden // heads} must be even for rotary embeddings")
+    if pad_token_id is not None and not 0 <= pad_token_id < vocab_size:
+        raise ValueError(f"pad_token_id {pad_token_id} is outside the vocabulary (size {vocab_size})")
     kwargs: dict[str, Any] = dict(
         vocab_size=vocab_size,
         hidden_size=hidden,
@@ -68,18 +125,17 @@ def tiny_config(
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
         max_position_embeddings=max_position,
-        tie_word_embeddings=tie_word_embeddings,
+        tie_word_embeddings=DEFAULT_TIE[arch] if tie_word_embeddings is None else tie_word_embeddings,
         bos_token_id=bos_token_id,
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
     )
-    if arch == "mistral":
-        kwargs["sliding_window"] = None
-    return families[arch](**kwargs)
+    kwargs.update(_arch_kwargs(arch, hidden, heads))
+    return config_class(**kwargs)
 
 
 def build_tiny_model(
-    arch: Literal["mistral", "llama"],
+    arch: Arch,
     vocab_size: int,
     layers: int,
     hidden: int,
@@ -87,14 +143,17 @@ def build_tiny_model(
     kv_heads: int | None = None,
     intermediate: int | None = None,
     max_position: int = 4096,
-    tie_word_embeddings: bool = False,
+    tie_word_embeddings: bool | None = None,
     bos_token_id: int | None = None,
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
     seed: int = 0,
     attn_implementation: str = "sdpa",
 ) -> PreTrainedModel:
-    """A float32 model with random weights, labelled ``random_init`` in its config."""
+    """A float32 model with random weights, labelled ``random_init`` in its config.
+
+    Gemma 2 has no sdpa attention in transformers; it is built with eager attention.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -112,6 +171,8 @@ def build_tiny_model(
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
     )
+    if arch in EAGER_ONLY:
+        attn_implementation = "eager"
     config.vinaforge = {"random_init": True, "built_by": "vinaforge.model.tiny", "arch": arch, "seed": seed}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -132,7 +193,7 @@ def build_tiny_model(
 
 
 def tiny_model_for(
-    tokenizer, arch: Literal["mistral", "llama"], layers: int, hidden: int, heads: int, **kwargs: Any
+    tokenizer, arch: Arch, layers: int, hidden: int, heads: int, **kwargs: Any
 ) -> PreTrainedModel:
     """:func:`build_tiny_model` sized to ``tokenizer``: its length and its BOS/EOS/PAD ids."""
     return build_tiny_model(
