@@ -77,6 +77,26 @@ def test_bm25_syllables_find_the_passage_and_survive_save_load(passages, tmp_pat
     assert again.search("", 3) == [] and again.search("!!!", 3) == []
 
 
+def test_decomposed_and_new_style_queries_find_the_same_passages(passages):
+    """Issue 22: NFD queries got recall 0; queries and passages now share the canonical form."""
+    import unicodedata
+    from dataclasses import replace
+
+    from vinaforge.rag.index import RagIndex
+    from vinaforge.rag.prompt import REFUSAL, check_citations
+
+    idx = RagIndex.build(passages)
+    query = "phù sa sông Mê Kông bồi đắp"
+    nfd = unicodedata.normalize("NFD", query)
+    assert nfd != query
+    expected = [h.passage.id for h in idx.search(query, 5)]
+    assert [h.passage.id for h in idx.search(nfd, 5)] == expected
+    nfd_index = RagIndex.build([replace(p, text=unicodedata.normalize("NFD", p.text)) for p in passages])
+    assert [h.passage.id for h in nfd_index.search(query, 5)] == expected
+    assert check_citations(unicodedata.normalize("NFD", "Phở [đoạn 1]."), 2).cited == [1]
+    assert check_citations(unicodedata.normalize("NFD", REFUSAL), 2).refused
+
+
 def test_pyvi_word_tokens(passages):
     pytest.importorskip("pyvi")
     from vinaforge.rag.index import RagIndex, tokenize

@@ -35,7 +35,19 @@ class RagIndexError(ValueError):
     """A folder that is not a vinaforge RAG index, or an index that cannot be built."""
 
 
+def canonical(text: str) -> str:
+    """The project's canonical form (NFC, old-style tone marks) of a query or passage.
+
+    The same words typed decomposed (NFD, as macOS and some keyboards produce) or with the other
+    tone-mark style must find the same passages, so both sides go through it before matching.
+    """
+    from vinaforge.text.normalize import normalize_text
+
+    return normalize_text(text or "")
+
+
 def tokenize(text: str, tokens: Tokens = "syllables") -> list[str]:
+    text = canonical(text)
     if tokens == "words":
         from vinaforge.text.wordseg import segment_words
 
@@ -100,7 +112,7 @@ class RagIndex:
 
             embedder = embedder or Embedder(embedding_model)
             t1 = time.perf_counter()
-            vectors = embedder.encode([p.text for p in passages])
+            vectors = embedder.encode([canonical(p.text) for p in passages])
             log.info("embedded %d passages in %.1f s", len(passages), time.perf_counter() - t1)
             embedding_model = embedder.path
         return cls(passages, bm25, tokens, embedder, vectors, embedding_model)
@@ -166,7 +178,7 @@ class RagIndex:
 
         if self.embedder is None or self.embeddings is None:
             return []
-        q = self.embedder.encode([query])[0]
+        q = self.embedder.encode([canonical(query)])[0]
         sims = self.embeddings @ q
         depth = min(depth, len(sims))
         top = np.argpartition(-sims, depth - 1)[:depth]

@@ -68,12 +68,15 @@ class CitationCheck:
 
 def check_citations(answer: str, n_passages: int, refusal: str = REFUSAL) -> CitationCheck:
     """Parse "[đoạn k]" (also "[đoạn 1, 2]") and compare with the ``n_passages`` given."""
+    from vinaforge.rag.index import canonical
+
+    answer = canonical(answer)  # "[đoạn 1]" typed decomposed (NFD) is still a citation
     cited: list[int] = []
-    for m in _CITE.finditer(answer or ""):
+    for m in _CITE.finditer(answer):
         for k in re.split(r"[,;]", m.group(1)):
             if int(k) not in cited:
                 cited.append(int(k))
     invalid = [k for k in cited if not 0 <= k < n_passages]
-    stem = refusal.split(",")[0].strip().lower()  # "thật tiếc"
-    refused = bool(stem) and stem in (answer or "").lower()
+    stem = canonical(refusal).split(",")[0].strip().lower()  # "thật tiếc"
+    refused = bool(stem) and stem in answer.lower()
     return CitationCheck(cited, invalid, refused)
