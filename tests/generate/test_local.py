@@ -108,3 +108,26 @@ def test_template_without_system_role_gets_it_folded(tiny_dir):
     b = LocalBackend(load_causal_lm(str(tiny_dir)), tok)
     text = b.prompt_of(GenRequest(messages=PROMPTS[1]))
     assert text == "user: Trả lời ngắn.\n\nThủ đô của Việt Nam là gì vậy bạn?\nassistant:"
+
+
+def test_raw_completion_keeps_the_space_before_its_first_word(backend):
+    """Issue 22: "ăn" + "▁và" decoded alone gave "và"; after the prompt's last token it is " và"."""
+    from vinaforge.generate.base import GenRequest, continuation_context, decode_after
+
+    tok = backend.tokenizer
+    prompt_ids = tok("Tôi ăn", add_special_tokens=True)["input_ids"]
+    new_ids = tok("Tôi ăn và uống", add_special_tokens=True)["input_ids"][len(prompt_ids) :]
+    assert tok.decode(new_ids, skip_special_tokens=True) == "và uống"  # the defect, kept visible
+    ctx = continuation_context(GenRequest(prompt="Tôi ăn"), prompt_ids)
+    assert decode_after(tok, ctx, new_ids) == " và uống"
+    chat = GenRequest(messages=[{"role": "user", "content": "Tôi ăn"}])
+    assert decode_after(tok, continuation_context(chat, prompt_ids), new_ids) == "và uống"  # chat replies: no space
+
+
+def test_completion_tokens_do_not_count_eos(backend):
+    from vinaforge.generate.base import SamplingParams
+
+    tok = backend.tokenizer
+    word = tok("và", add_special_tokens=False)["input_ids"]
+    text, finish, count = backend._finish([*word, tok.eos_token_id], [], SamplingParams(max_new_tokens=8))
+    assert (text, finish, count) == ("và", "stop", len(word))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_models_and_health(client, server):
     import httpx
@@ -94,3 +96,34 @@ def test_openai_backend_proxies_an_upstream_with_rag_in_front(server, client, ra
         rag = front.chat.completions.create(model="proxy", messages=messages, max_tokens=4, temperature=0,
                                             extra_body={"rag": True})  # fmt: skip
         assert "phở" in rag.model_extra["vinaforge"]["passages"][0]["text"].lower()
+
+
+def test_model_card_and_unsupported_fields_answer_400(client, server):
+    """Issue 22: GET /v1/models/{id}; fields we do not implement are refused by name, never ignored."""
+    import httpx
+    import openai
+
+    assert client.models.retrieve("tiny").id == "tiny"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4")
+    messages = [{"role": "user", "content": "Xin chào"}]
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    refused = {
+        "tools": tools,
+        "response_format": {"type": "json_object"},
+        "presence_penalty": 0.5,
+        "frequency_penalty": 1.0,
+        "logit_bias": {"5": 10},
+        "logprobs": True,
+    }
+    for key, value in refused.items():
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(model="tiny", messages=messages, max_tokens=2, **{key: value})
+        assert err.value.body["param"] == key and err.value.body["code"] == "unsupported_parameter"
+    for key, value in {"repeat_penalty": 1.3, "echo": True, "logprobs": 1, "best_of": 3}.items():
+        r = httpx.post(server.url + "/v1/completions", json={"model": "tiny", "prompt": "Tôi", "max_tokens": 2,
+                                                              key: value}, timeout=30)  # fmt: skip
+        assert r.status_code == 400 and r.json()["error"]["param"] == key, (key, r.text)
+    off = client.chat.completions.create(model="tiny", messages=messages, max_tokens=2, presence_penalty=0,
+                                         response_format={"type": "text"}, logprobs=False)  # fmt: skip
+    assert off.choices[0].finish_reason in {"stop", "length"}

@@ -63,6 +63,28 @@ class GenRequest:
 RequestLike = GenRequest | list | str
 
 
+def continuation_context(request: GenRequest, prompt_ids: list[int]) -> list[int]:
+    """Prompt tokens to decode a raw completion against, so its first word keeps its space.
+
+    SentencePiece decoders drop the leading space of the first token decoded ("ăn" + "▁và" gives
+    "và"), which is right at the start of a chat reply but wrong for a continuation of a raw
+    prompt: decoding the last prompt token with the new ones and cutting its text off keeps " và",
+    as llama.cpp's server and vLLM return it. Chat replies decode on their own (no leading space).
+    """
+    return prompt_ids[-1:] if request.prompt is not None else []
+
+
+def decode_after(tokenizer, context: list[int], new_ids: list[int]) -> str:
+    """``new_ids`` decoded as they read after ``context`` (see :func:`continuation_context`)."""
+    if not context:
+        return tokenizer.decode(new_ids, skip_special_tokens=True)
+    head = tokenizer.decode(context, skip_special_tokens=True)
+    full = tokenizer.decode([*context, *new_ids], skip_special_tokens=True)
+    if full.startswith(head):
+        return full[len(head) :]
+    return tokenizer.decode(new_ids, skip_special_tokens=True)
+
+
 def as_request(item: RequestLike) -> GenRequest:
     """Accept a :class:`GenRequest`, a message list, or a raw prompt string."""
     if isinstance(item, GenRequest):

@@ -41,7 +41,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from vinaforge.generate.base import Completion, RequestLike, SamplingParams, as_request, truncate_at_stop
+from vinaforge.generate.base import (
+    Completion,
+    RequestLike,
+    SamplingParams,
+    as_request,
+    continuation_context,
+    decode_after,
+    truncate_at_stop,
+)
 from vinaforge.generate.local import GenerationError, LocalBackend
 
 log = logging.getLogger(__name__)
@@ -123,6 +131,7 @@ class _Row:
     done: bool = False
     t0: float = field(default_factory=time.perf_counter)
     generator: Any = None  # torch.Generator of a sampled row (continuous batching)
+    context: list[int] = field(default_factory=list)  # prompt tokens a raw completion decodes after
 
     @property
     def holdback(self) -> int:
@@ -135,6 +144,7 @@ class _Pending:
     ids: list[int]
     params: SamplingParams
     key: tuple
+    context: list[int] = field(default_factory=list)
 
 
 def batch_key(params: SamplingParams, ticket_id: int) -> tuple:
@@ -215,7 +225,8 @@ class BatchingEngine:
         with self._cond:
             if self._stopping:
                 raise GenerationError("the server is shutting down")
-            self._pending.append(_Pending(ticket, ids, params, batch_key(params, ticket.id)))
+            context = continuation_context(as_request(request), ids) if request is not None else []
+            self._pending.append(_Pending(ticket, ids, params, batch_key(params, ticket.id), context))
             self._cond.notify()
         return ticket
 
@@ -273,7 +284,7 @@ class BatchingEngine:
         rows = []
         for p in batch:
             stops = list(dict.fromkeys([*template_stops, *p.params.stop]))
-            rows += [_Row(p.ticket, s, p.ids, p.params, stops) for s in range(p.params.n)]
+            rows += [_Row(p.ticket, s, p.ids, p.params, stops, context=p.context) for s in range(p.params.n)]
         return rows
 
     def _run(self, batch: list[_Pending]) -> None:
@@ -339,7 +350,7 @@ class _RowTracker(_criterion_base()):  # type: ignore[misc]
         return torch.tensor([r.done for r in self.rows], dtype=torch.bool, device=input_ids.device)
 
     def _text(self, row: _Row) -> str:
-        return self.tok.decode(row.tokens, skip_special_tokens=True)
+        return decode_after(self.tok, row.context, row.tokens)
 
     def _step(self, row: _Row, token: int) -> None:
         if row.ticket.cancelled:
@@ -368,7 +379,8 @@ class _RowTracker(_criterion_base()):  # type: ignore[misc]
         row.done = True
         if error is None and len(text) > row.sent and finish != "cancelled":
             row.ticket.emit(TicketEvent(row.index, text[row.sent :]))
-        c = Completion(None if error else text, "error" if error else finish, len(row.ids), len(row.tokens), error,
+        counted = len(row.tokens) - int(bool(row.tokens) and row.tokens[-1] == self.eos)  # EOS is not counted
+        c = Completion(None if error else text, "error" if error else finish, len(row.ids), counted, error,
                        1, time.perf_counter() - row.t0, 0, row.index)  # fmt: skip
         row.ticket.emit(TicketEvent(row.index, "", c))
 

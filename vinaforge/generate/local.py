@@ -27,6 +27,8 @@ from vinaforge.generate.base import (
     SamplingParams,
     StreamEvent,
     as_request,
+    continuation_context,
+    decode_after,
     truncate_at_stop,
 )
 
@@ -176,7 +178,10 @@ class LocalBackend(Backend):
             self._stop_cache[key] = [StopStringCriteria(self.tokenizer, list(key))] if key else []
         return StoppingCriteriaList(self._stop_cache[key])
 
-    def _finish(self, new_ids: list[int], stops: list[str], params: SamplingParams) -> tuple[str, str, int]:
+    def _finish(
+        self, new_ids: list[int], stops: list[str], params: SamplingParams, context: list[int] | None = None
+    ) -> tuple[str, str, int]:
+        """Text, finish reason and completion tokens (the EOS token ends a reply but is not counted)."""
         eos = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id
         hit_eos = False
@@ -190,12 +195,14 @@ class LocalBackend(Backend):
         if not hit_eos and pad is not None and pad != eos:
             while kept and kept[-1] == pad:
                 kept.pop()
-        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        text = decode_after(self.tokenizer, context or [], kept)
         text, hit_stop = truncate_at_stop(text, stops)
         finish = "stop" if hit_eos or hit_stop else ("length" if len(kept) >= params.max_new_tokens else "stop")
-        return text, finish, len(kept)
+        return text, finish, len(kept) - int(hit_eos)
 
-    def _run_batch(self, batch: list[list[int]], params: SamplingParams) -> list[tuple[str, str, int]]:
+    def _run_batch(
+        self, batch: list[list[int]], params: SamplingParams, contexts: list[list[int]] | None = None
+    ) -> list[tuple[str, str, int]]:
         import torch
 
         stops = list(dict.fromkeys([*self.template_stops, *params.stop]))
@@ -208,7 +215,9 @@ class LocalBackend(Backend):
         with torch.inference_mode():
             out = self.model.generate(input_ids=input_ids, attention_mask=attention,
                                       **self._generation_kwargs(params, stops))  # fmt: skip
-        return [self._finish(row[width:].tolist(), stops, params) for row in out]
+        contexts = contexts or [[] for _ in batch]
+        per_row = [c for c in contexts for _ in range(params.n)]  # generate returns n rows per prompt
+        return [self._finish(row[width:].tolist(), stops, params, ctx) for row, ctx in zip(out, per_row, strict=True)]
 
     def generate(self, requests: Sequence[RequestLike], params: SamplingParams | None = None) -> list[Completion]:
         params = params or SamplingParams()
@@ -228,7 +237,8 @@ class LocalBackend(Backend):
             chunk = order[start : start + self.batch_size]
             t0 = time.perf_counter()
             with self._lock:
-                outs = self._run_batch([encoded[i] for i in chunk], params)
+                contexts = [continuation_context(reqs[i], encoded[i]) for i in chunk]
+                outs = self._run_batch([encoded[i] for i in chunk], params, contexts)
             seconds = (time.perf_counter() - t0) / max(1, len(outs))
             for j, (text, finish, ntok) in enumerate(outs):
                 i, s = chunk[j // params.n], j % params.n

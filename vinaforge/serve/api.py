@@ -1,6 +1,6 @@
 """The OpenAI-compatible HTTP API and the web page, as one FastAPI app.
 
-Routes: ``GET /v1/models``, ``POST /v1/chat/completions`` (SSE streaming, ``n``, ``stop``,
+Routes: ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/chat/completions`` (SSE streaming, ``n``, ``stop``,
 ``max_tokens``, ``temperature``, ``top_p``, ``seed``, ``usage``), ``POST /v1/completions``,
 ``POST /v1/embeddings``, ``POST /v1/rag/search``, ``GET /health`` and the chat page at ``/``.
 Clients that speak the OpenAI API (the ``openai`` package, LangChain, …) work unchanged.
@@ -186,7 +186,45 @@ def _number(body: dict, key: str, kind: type, default: Any, lo: float | None = N
     return kind(value)
 
 
+#: OpenAI request fields this server does not implement, with the values that mean "off". A request
+#: that sets one to anything else gets 400 naming the field: ignoring it silently would hand the
+#: client a reply it did not ask for (no tool call, no JSON mode, no penalty).
+UNSUPPORTED_UNLESS_OFF: dict[str, tuple[Any, ...]] = {
+    "tools": (None, []),
+    "functions": (None, []),
+    "tool_choice": (None, "none"),
+    "function_call": (None, "none"),
+    "response_format": (None, {"type": "text"}),
+    "presence_penalty": (None, 0, 0.0),
+    "frequency_penalty": (None, 0, 0.0),
+    "logit_bias": (None, {}),
+    "repeat_penalty": (None, 1, 1.0),
+    "repetition_penalty": (None, 1, 1.0),
+    "logprobs": (None, False, 0),
+    "top_logprobs": (None, 0),
+    "echo": (None, False),
+    "suffix": (None, ""),
+}
+
+
+def refuse_unsupported(body: dict) -> None:
+    """400 for a field set to a value this server would otherwise ignore (see the table above)."""
+    for key, off in UNSUPPORTED_UNLESS_OFF.items():
+        if key not in body:
+            continue
+        value = body[key]
+        if any(value == v and type(value) is type(v) or (value is None and v is None) for v in off):
+            continue
+        raise APIError(400, f"{key} is not supported by this server (got {json.dumps(value)[:80]}); leave it out",
+                       param=key, code="unsupported_parameter")  # fmt: skip
+    best_of = body.get("best_of")
+    if best_of is not None and best_of != body.get("n", 1):
+        raise APIError(400, "best_of is not supported by this server (use n)", param="best_of",
+                       code="unsupported_parameter")  # fmt: skip
+
+
 def parse_sampling(body: dict, cfg: ServeConfig) -> SamplingParams:
+    refuse_unsupported(body)
     key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = _number(body, key, int, cfg.default_max_tokens, 1)
     if max_tokens > cfg.max_tokens_limit:
@@ -342,6 +380,16 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
             data.append({"id": state.embedding_id, "object": "model", "created": int(state.started),
                          "owned_by": "vinaforge"})  # fmt: skip
         return {"object": "list", "data": data}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model_card(model_id: str, request: Request):
+        state.check_key(request)
+        listed = (await models(request))["data"]
+        for card in listed:
+            if card["id"] == model_id:
+                return card
+        raise APIError(404, f"the model {model_id!r} does not exist; this server serves "
+                            f"{', '.join(c['id'] for c in listed)}", param="model", code="model_not_found")  # fmt: skip
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):
