@@ -40,6 +40,7 @@ def serve(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 …")] = None,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16")] = "auto",
     chat_template: Annotated[str | None, typer.Option(help="override the model's chat template")] = None,
+    torch_threads: Annotated[int | None, typer.Option(help="CPU threads of the local model (default: half the cores)")] = None,
 ) -> None:
     """Serve MODEL: the page at http://HOST:PORT/ and the OpenAI API under /v1."""
     from pydantic import ValidationError
@@ -57,6 +58,7 @@ def serve(
             embedding_model=str(embedding_model) if embedding_model else None, max_batch_size=max_batch_size,
             batching=batching, max_concurrency=max_concurrency, max_tokens_limit=max_tokens_limit, max_prompt_tokens=max_prompt_tokens,
             request_timeout=request_timeout, device=device, dtype=dtype, chat_template=chat_template,
+            torch_threads=torch_threads,
         )  # fmt: skip
     except ValidationError as err:
         fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'serve'}: {e['msg']}" for e in err.errors()))
