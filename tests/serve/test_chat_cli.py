@@ -50,3 +50,43 @@ def test_terminal_chat_multi_turn_with_commands(server, client, tmp_path):
     roles = [m["role"] for m in record["messages"]]
     assert roles == ["system", "user", "assistant", "user", "assistant"]
     assert record["messages"][1]["content"] == "Phở là gì?"
+
+
+def test_ctrl_c_mid_answer_keeps_roles_alternating(local_engine):
+    """Issue 22: a stopped answer left the user turn without a reply; now the shown part is the reply."""
+    from vinaforge.generate.base import SamplingParams
+    from vinaforge.serve.chat_cli import ChatSession
+
+    session = ChatSession(local_engine.backend, SamplingParams(max_new_tokens=12, temperature=0))
+    shown: list[str] = []
+
+    def interrupt_after_first_piece(delta: str) -> None:  # the terminal's Ctrl-C arrives while printing
+        shown.append(delta)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        session.ask("Xin chào", interrupt_after_first_piece)
+    assert [t["role"] for t in session.turns] == ["user", "assistant"]
+    assert session.turns[1]["content"] == "".join(shown)
+
+    session.turns = [{"role": "user", "content": "Xin chào"}]
+    session._keep("")  # stopped before anything was shown: the question goes too
+    assert session.turns == []
+    session.ask("Phở là gì?", shown.append)
+    assert [t["role"] for t in session.turns] == ["user", "assistant"]
+
+
+def test_ctrl_c_at_an_idle_prompt_does_not_quit(server):
+    env = dict(os.environ, COLUMNS="200", LANG="C.UTF-8", PYTHONIOENCODING="utf-8", TERM="dumb")
+    child = pexpect.spawn(VINAFORGE, ["chat", "--url", server.url + "/v1", "--max-tokens", "4"],
+                          env=env, encoding="utf-8", timeout=60, dimensions=(40, 200))  # fmt: skip
+    try:
+        child.expect("Bạn:")
+        child.sendintr()
+        child.expect("Ctrl-D để thoát")
+        child.expect("Bạn:")
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0

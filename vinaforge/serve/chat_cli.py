@@ -57,20 +57,65 @@ class ChatSession:
         return f"unknown command {name}; commands: {HELP}"
 
     def ask(self, text: str, write) -> str:
-        """Stream the answer to ``text`` through ``write``; return it (kept in the history)."""
+        """Stream the answer to ``text`` through ``write``; return it (kept in the history).
+
+        The history always alternates user/assistant, which many chat templates require: an answer
+        stopped with Ctrl-C keeps what was shown as the reply (or, when nothing was shown, the
+        question is dropped too), and a failed call drops the question.
+        """
+        from contextlib import closing
+
         self.turns.append({"role": "user", "content": text})
         answer, error = "", None
-        for ev in self.backend.stream(self.messages(), self.params):
-            if ev.delta:
-                answer += ev.delta
-                write(ev.delta)
-            if ev.completion is not None and not ev.completion.ok:
-                error = ev.completion.error
+        try:
+            with closing(self.backend.stream(self.messages(), self.params)) as events:  # closing stops generation
+                for ev in events:
+                    if ev.delta:
+                        answer += ev.delta
+                        write(ev.delta)
+                    if ev.completion is not None and not ev.completion.ok:
+                        error = ev.completion.error
+        except KeyboardInterrupt:
+            self._keep(answer)
+            raise
+        except BaseException:
+            self.turns.pop()
+            raise
         if error:
             self.turns.pop()
             raise RuntimeError(error)
         self.turns.append({"role": "assistant", "content": answer})
         return answer
+
+    def _keep(self, partial: str) -> None:
+        if partial.strip():
+            self.turns.append({"role": "assistant", "content": partial})
+        else:
+            self.turns.pop()
+
+
+def quiet_libraries() -> None:
+    """No transformers/hub progress bars or warnings inside the conversation (they go to the log level ERROR)."""
+    import logging
+
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+        from transformers.utils import logging as hf_logging
+
+        disable_progress_bars()
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # the --url client needs neither
+        pass
+    logging.getLogger("vinaforge").setLevel(logging.WARNING)
+
+
+def enable_line_editing() -> None:
+    """Arrow keys, history and Ctrl-A/E at the prompt: GNU readline hooks ``input()`` when imported."""
+    try:
+        import readline  # noqa: F401
+    except ImportError:  # Windows without pyreadline: plain input
+        pass
 
 
 @app.callback(invoke_without_command=True)
@@ -89,6 +134,8 @@ def chat(
     from vinaforge.logs import fail
 
     out = Console(highlight=False)
+    quiet_libraries()
+    enable_line_editing()
     params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, seed=None)
     try:
         if url:
@@ -118,9 +165,12 @@ def chat(
     while True:
         try:
             line = out.input("[bold cyan]Bạn:[/] ")
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
             out.print()
             break
+        except KeyboardInterrupt:  # at an idle prompt: clear the line, as shells do; /exit or Ctrl-D quits
+            out.print("\n(/exit hoặc Ctrl-D để thoát)", style="dim")
+            continue
         if not line.strip():
             continue
         if line.startswith("/"):
