@@ -38,3 +38,57 @@ def test_gguf_backend_serves_chat_and_streams(gguf_file):
         assert len([p for p in pieces if p]) >= 2
         comp = client.completions.create(model="tiny-gguf", prompt="Hà Nội là", max_tokens=4, temperature=0)
         assert comp.choices[0].text
+
+
+@pytest.fixture(scope="module")
+def templated_gguf(gguf_file, tiny_model_dir, tmp_path_factory):
+    """The tiny model with a Vicuna chat template, exported: the template travels in the GGUF."""
+    from transformers import AutoTokenizer
+
+    from vinaforge.chat import apply_chat_template
+    from vinaforge.export.llamacpp import convert
+
+    folder = tmp_path_factory.mktemp("templated")
+    for f in tiny_model_dir.iterdir():
+        if f.is_file():
+            (folder / f.name).write_bytes(f.read_bytes())
+    tok = AutoTokenizer.from_pretrained(folder)
+    apply_chat_template(tok, "vicuna")
+    tok.save_pretrained(folder)
+    out = folder.parent / "templated-f16.gguf"
+    convert(folder, out, "f16")
+    return out
+
+
+def test_gguf_prompt_tokens_include_the_chat_template(templated_gguf):
+    """Issue 22: counted without the template (10 instead of 24), a too-long prompt got a 500."""
+    import httpx
+
+    from vinaforge.generate.base import GenRequest
+    from vinaforge.generate.gguf import GGUFBackend
+    from vinaforge.serve.config import ServeConfig
+    from vinaforge.serve.server import ServerThread, build_app
+
+    backend = GGUFBackend(templated_gguf)
+    messages = [{"role": "system", "content": "Bạn là trợ lý."}, {"role": "user", "content": "Xin chào, bạn là ai?"}]
+    assert backend._formatter() is not None  # the exported file carries its template
+    told = backend.llm.create_chat_completion(messages=messages, max_tokens=1, temperature=0)["usage"]
+    assert backend.count_tokens(GenRequest(messages=messages)) == told["prompt_tokens"]
+    # the shortest conversation over the 2048-token context once rendered, whose bare texts still fit
+    n, system = 350, "Bạn là trợ lý tiếng Việt, trả lời ngắn gọn và lịch sự. " * 4
+    while backend.count_tokens(GenRequest(messages=long_chat(system, n))) + 8 <= backend.context_length:
+        n += 1
+    chat = long_chat(system, n)
+    bare = backend.llm.tokenize("\n".join(m["content"] for m in chat).encode("utf-8"), add_bos=True)
+    assert len(bare) + 8 <= backend.context_length  # the old count let it through
+    backend.close()
+
+    cfg = ServeConfig(model=str(templated_gguf), backend="gguf", served_name="g", port=0,
+                      api_key_env="VINAFORGE_TEST_NO_KEY")  # fmt: skip
+    with ServerThread(build_app(cfg), cfg) as s:
+        r = httpx.post(s.url + "/v1/chat/completions", timeout=60, json={"model": "g", "max_tokens": 8, "messages": chat})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded", r.text
+
+
+def long_chat(system: str, words: int) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": " ".join(["chào"] * words)}]

@@ -48,9 +48,35 @@ class GGUFBackend(Backend):
         self._lock = threading.Lock()
 
     def count_tokens(self, request: RequestLike) -> int:
+        """Prompt tokens as llama.cpp will see them: chat messages rendered with the GGUF's template.
+
+        Counting the bare message texts undercounted (10 instead of 24 tokens for one short turn),
+        so a prompt over the context got past the server's check and failed inside llama.cpp.
+        """
         req = as_request(request)
-        text = req.prompt if req.prompt is not None else "\n".join(m["content"] for m in req.messages or [])
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True))
+        if req.prompt is not None:
+            return len(self.llm.tokenize(req.prompt.encode("utf-8"), add_bos=True))
+        formatter = self._formatter()
+        if formatter is None:  # no template in the file: llama.cpp's guessed format; an estimate
+            text = "\n".join(m["content"] for m in req.messages or [])
+            return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True))
+        rendered = formatter(messages=req.messages)
+        return len(self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
+                                     special=True))  # fmt: skip
+
+    def _formatter(self):
+        """llama-cpp-python's own Jinja formatter of ``tokenizer.chat_template`` (what it generates with)."""
+        if not hasattr(self, "_chat_formatter"):
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            template = self.llm.metadata.get("tokenizer.chat_template")
+            self._chat_formatter = None
+            if template:
+                eos, bos = self.llm.token_eos(), self.llm.token_bos()
+                text = self.llm._model.token_get_text
+                self._chat_formatter = Jinja2ChatFormatter(template=template, eos_token=text(eos) if eos != -1 else "",
+                                                           bos_token=text(bos) if bos != -1 else "")  # fmt: skip
+        return self._chat_formatter
 
     def _kwargs(self, params: SamplingParams, seed_offset: int = 0) -> dict[str, Any]:
         kw: dict[str, Any] = {"max_tokens": params.max_new_tokens, "temperature": params.temperature,
