@@ -39,6 +39,12 @@ def run_cmd(
     setup_console()
     if output.exists():
         fail(f"output folder {output} exists; remove it or choose another --output")
+    from vinaforge.checks import InputCheckError, check_output_dir
+
+    try:
+        check_output_dir(output)
+    except InputCheckError as err:
+        fail(str(err))
     base: dict = {"model": str(model), "dtype": dtype}
     if gguf:
         base["gguf"] = gguf

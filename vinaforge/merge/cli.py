@@ -29,6 +29,12 @@ def _merge(data: dict | None, config_file: Path | None, sets: list[str] | None, 
     setup_console()
     if output.exists():
         fail(f"output folder {output} exists; remove it or choose another --output")
+    from vinaforge.checks import InputCheckError, check_output_dir
+
+    try:
+        check_output_dir(output)
+    except InputCheckError as err:
+        fail(str(err))
     try:
         cfg = load_stage_config(Config, config_file, sets, base=data)
         if cfg.sweep is not None:

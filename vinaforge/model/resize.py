@@ -145,15 +145,19 @@ def check_fits_model(model, tokenizer, allow_smaller: bool = False) -> None:
     is refused too, unless ``allow_smaller`` says the user meant it.
     """
     rows = model.get_input_embeddings().weight.shape[0]
-    n = len(tokenizer)
+    check_vocab_fits(rows, len(tokenizer), tokenizer_name(tokenizer), allow_smaller)
+
+
+def check_vocab_fits(rows: int, n: int, name: str, allow_smaller: bool = False) -> None:
+    """:func:`check_fits_model` on counts: ``n`` tokenizer ids against ``rows`` embedding rows."""
     if n > rows:
         raise TokenizerMismatchError(
-            f"tokenizer {tokenizer_name(tokenizer)} has {n} ids but the model has only {rows} "
+            f"tokenizer {name} has {n} ids but the model has only {rows} "
             "embedding rows: this tokenizer does not belong to this model (pass the model's own tokenizer)"
         )
     if not allow_smaller and rows - n > vocab_slack(rows):
         raise TokenizerMismatchError(
-            f"tokenizer {tokenizer_name(tokenizer)} has {n} ids but the model has {rows} embedding rows: "
+            f"tokenizer {name} has {n} ids but the model has {rows} embedding rows: "
             "it is not this model's tokenizer (use the model's own, or allow_vocab_mismatch / "
             "--allow-vocab-mismatch if you mean it)"
         )

@@ -46,13 +46,16 @@ def _run(method: str, entry: str, config: Path, output: Path, sets: list[str] | 
     from vinaforge.recipe import RecipeError, load_stage_config
 
     setup_console(logging.DEBUG if verbose else logging.INFO)
+    from vinaforge.checks import InputCheckError, check_output_dir
+
     module = importlib.import_module(f"vinaforge.tune.{method}")
     try:
+        check_output_dir(output)
         if stage:
             output.mkdir(parents=True, exist_ok=True)
             config = _stage_config(config, stage, output)
         cfg = load_stage_config(module.Config, config, sets)
-    except (RecipeError, ValueError, OSError) as err:
+    except (RecipeError, InputCheckError, ValueError, OSError) as err:
         fail(str(err))
         return
     output.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from vinaforge.stage import StageConfig
 
@@ -102,7 +102,7 @@ class TrainSettings(BaseModel):
 
     learning_rate: float = Field(2e-4, gt=0)
     epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, description="-1: run the epochs")
+    max_steps: int = Field(-1, ge=-1, description="-1: run the epochs; 0 is refused (it used to train anyway)")
     batch_size: int = Field(4, ge=1)
     eval_batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
@@ -118,6 +118,13 @@ class TrainSettings(BaseModel):
     )
     seed: int | None = None
     threads: int | None = Field(None, ge=1, description="torch CPU threads")
+
+    @field_validator("max_steps")
+    @classmethod
+    def _some_steps(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("max_steps 0 trains nothing: use -1 (run the epochs) or a positive number")
+        return value
 
     def trl_kwargs(self, out_dir: Path, *, seed: int, has_eval: bool) -> dict[str, Any]:
         import torch
@@ -312,6 +319,7 @@ def load_model_for_training(cfg: ModelFields, *, peft: bool = True) -> Loaded:
     ``peft=False`` returns the bare model and leaves the wrapping to the caller (used when a
     trainer takes ``peft_config=``); :func:`peft_config_for` builds the matching config.
     """
+    from vinaforge.checks import check_tokenizer_fits
     from vinaforge.model.resize import read_resize_info
 
     source = str(cfg.model)
@@ -320,6 +328,7 @@ def load_model_for_training(cfg: ModelFields, *, peft: bool = True) -> Loaded:
     info = read_resize_info(model)
     num_base_rows = int(info["num_base_rows"]) if info else None
     rows = model.get_input_embeddings().weight.shape[0]
+    check_tokenizer_fits(model, tok, source, added_ids=len(choice.added_tokens))
     if len(tok) > rows:  # template tokens (ChatML) the model has no rows for yet
         if cfg.mode == "qlora":
             raise TuneError(

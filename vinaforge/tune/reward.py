@@ -242,6 +242,7 @@ def load_reward_model_for_training(cfg: Config):
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    from vinaforge.checks import check_tokenizer_fits
     from vinaforge.model.load import ModelLoadError, check_model_source
     from vinaforge.model.resize import read_resize_info
     from vinaforge.tune.common import load_tokenizer_with_template
@@ -256,6 +257,7 @@ def load_reward_model_for_training(cfg: Config):
     except (OSError, ValueError, KeyError) as err:
         raise ModelLoadError(f"cannot load {source!r} as a reward model (sequence classification): {err}") from err
     rows = model.get_input_embeddings().weight.shape[0]
+    check_tokenizer_fits(model, tok, source, added_ids=len(choice.added_tokens))
     if len(tok) > rows:
         model.resize_token_embeddings(len(tok), mean_resizing=True)
     model.config.pad_token_id = tok.pad_token_id

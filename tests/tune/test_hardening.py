@@ -1,0 +1,86 @@
+"""Issue 22: wrong inputs the tune commands accepted silently or answered with a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from .conftest import small_tokenizer
+
+GOOD = {"messages": [{"role": "user", "content": "Xin chào"}, {"role": "assistant", "content": "Chào bạn!"}]}
+
+
+def _with_tokenizer(tiny_dir: Path, out: Path, vocab_size: int) -> Path:
+    """The tiny model's folder with another model's tokenizer saved over its own."""
+    shutil.copytree(tiny_dir, out)
+    for f in out.glob("tokenizer*"):
+        f.unlink()
+    small_tokenizer(vocab_size).save_pretrained(out)
+    return out
+
+
+def _data(tmp_path: Path) -> dict:
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps(GOOD, ensure_ascii=False) + "\n", encoding="utf-8")
+    return {"sources": {"a": {"paths": [str(path)]}}}
+
+
+@pytest.mark.parametrize("vocab_size", [2000, 600])
+def test_sft_and_reward_refuse_a_tokenizer_of_another_model(tiny_dir, tmp_path, vocab_size):
+    from vinaforge.checks import InputCheckError
+    from vinaforge.tune.common import load_model_for_training
+    from vinaforge.tune.reward import Config as RewardConfig
+    from vinaforge.tune.reward import load_reward_model_for_training
+    from vinaforge.tune.sft import Config
+
+    folder = _with_tokenizer(tiny_dir, tmp_path / "mixed", vocab_size)
+    with pytest.raises(InputCheckError, match=r"mixed: tokenizer .* ids but the model has .*embedding rows"):
+        load_model_for_training(Config.model_validate({"model": str(folder), "data": _data(tmp_path)}))
+    with pytest.raises(InputCheckError, match="embedding rows"):
+        load_reward_model_for_training(RewardConfig.model_validate({"model": str(folder), "data": [str(tmp_path)]}))
+
+
+def test_max_steps_zero_is_refused(tiny_dir, tmp_path):
+    from vinaforge.tune.sft import Config
+
+    with pytest.raises(ValidationError, match="max_steps 0 trains nothing"):
+        Config.model_validate({"model": str(tiny_dir), "data": _data(tmp_path), "training": {"max_steps": 0}})
+
+
+def test_output_that_is_a_file_is_one_line_not_a_traceback(tiny_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from vinaforge.cli import app
+
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text(f"model: {tiny_dir}\ndata: {json.dumps(_data(tmp_path))}\n", encoding="utf-8")
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder", encoding="utf-8")
+    for out, message in ((taken, "exists and is a file"), (taken / "sub", "is a file, so the folder cannot be created")):
+        res = CliRunner().invoke(app, ["tune", "sft", "--config", str(cfg), "--output", str(out)])
+        assert res.exit_code != 0 and message in res.output, res.output
+        assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_check_output_dir_accepts_new_and_existing_folders(tmp_path):
+    from vinaforge.checks import check_output_dir
+
+    assert check_output_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert check_output_dir(tmp_path) == tmp_path
+
+
+@pytest.mark.parametrize("command", [["merge", "run", "cfg.yaml"], ["export", "run", "model"]])
+def test_merge_and_export_outputs_under_a_file_are_one_line(tmp_path, command):
+    from typer.testing import CliRunner
+
+    from vinaforge.cli import app
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    res = CliRunner().invoke(app, [*command, "--output", str(blocker / "out")])
+    assert res.exit_code != 0 and "is a file, so the folder cannot be created" in res.output, res.output
+    assert not isinstance(res.exception, OSError)
