@@ -54,6 +54,36 @@ CHATML = (
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"
 )
 
+#: Qwen1.5/Qwen2 chat: ChatML with Qwen's default system prompt when the conversation has none
+#: (rendered exactly like the template in llama.cpp's ggml-vocab-qwen2.gguf, markers aside).
+QWEN = (
+    "{%- for message in messages -%}"
+    "{%- if loop.first and messages[0]['role'] != 'system' -%}"
+    "{{- '<|im_start|>system\nYou are a helpful assistant<|im_end|>\n' -}}"
+    "{%- endif -%}"
+    "{{- '<|im_start|>' + message['role'] + '\n' -}}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{%- generation -%}{{- message['content'] + '<|im_end|>' -}}{%- endgeneration -%}{{- '\n' -}}"
+    "{%- else -%}{{- message['content'] + '<|im_end|>\n' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"
+)
+
+#: Phi-3 instruct: <|user|>/<|assistant|>/<|end|>. The reference (ggml-vocab-phi-3.gguf) opens the
+#: assistant turn after every user turn and drops system messages; here a system message becomes a
+#: ``<|system|>`` block (as later Phi-3 releases write it) rather than vanishing silently.
+PHI3 = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}{{- '<|system|>\n' + message['content'] + '<|end|>\n' -}}"
+    "{%- elif message['role'] == 'user' -%}"
+    "{{- '<|user|>\n' + message['content'] + '<|end|>\n<|assistant|>\n' -}}"
+    "{%- else -%}"
+    "{%- generation -%}{{- message['content'] + '<|end|>' -}}{%- endgeneration -%}{{- '\n' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+)
+
 LLAMA2 = (
     _SPLIT_SYSTEM + "{%- for message in loop_messages -%}"
     "{%- if message['role'] == 'user' -%}"
@@ -126,6 +156,10 @@ TEMPLATES: dict[str, ChatTemplate] = {
     for t in (
         ChatTemplate("chatml", CHATML, "<|im_end|>", "ChatML (<|im_start|>/<|im_end|>)",
                      ("<|im_start|>", "<|im_end|>"), ("<|im_start|>",)),
+        ChatTemplate("qwen", QWEN, "<|im_end|>", "Qwen1.5/Qwen2 ChatML with the default system prompt",
+                     ("<|im_start|>", "<|im_end|>"), ("<|im_start|>",)),
+        ChatTemplate("phi3", PHI3, "<|end|>", "Phi-3 instruct: <|user|> … <|end|> <|assistant|>",
+                     ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"), ("<|user|>",)),
         ChatTemplate("llama2", LLAMA2, EOS, "Llama-2 chat: [INST] <<SYS>> … [/INST]", (), ("[INST]",)),
         ChatTemplate("mistral", MISTRAL, EOS, "Mistral instruct: [INST] … [/INST]", (), ("[INST]",)),
         ChatTemplate("vicuna", VICUNA, EOS, "Vicuna v1.1 USER:/ASSISTANT: with VBD-LLaMA2-Chat's system prompt",

@@ -1,0 +1,67 @@
+"""Our marked ``qwen`` and ``phi3`` templates against the official ones shipped in llama.cpp's
+vocabulary files (``../shared/data/tokenizers/llama_cpp_vocab``): same text, markers aside."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import pytest
+
+from vinaforge.chat import TEMPLATES, render
+from vinaforge.chat.templates import known_equivalent
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("VINAFORGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+VOCABS = SHARED / "tokenizers" / "llama_cpp_vocab"
+
+SYSTEM = {"role": "system", "content": "Bạn là trợ lý tiếng Việt."}
+TURNS = [
+    {"role": "user", "content": "Xin chào, bạn tên gì?"},
+    {"role": "assistant", "content": "Chào bạn, tôi là trợ lý ảo."},
+    {"role": "user", "content": "Thủ đô của Việt Nam là gì?"},
+    {"role": "assistant", "content": "Hà Nội."},
+]
+
+
+def official_template(name: str) -> str:
+    pytest.importorskip("gguf")
+    path = VOCABS / f"ggml-vocab-{name}.gguf"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    return _read_template(path)
+
+
+@functools.cache
+def _read_template(path: Path) -> str:
+    import gguf
+
+    field = gguf.GGUFReader(path).fields["tokenizer.chat_template"]
+    return bytes(field.parts[field.data[0]]).decode("utf-8")
+
+
+def _text(messages, jinja, add_generation_prompt=False):
+    return render(messages, jinja, bos_token="<s>", eos_token="</s>", add_generation_prompt=add_generation_prompt).text
+
+
+@pytest.mark.parametrize("messages", [TURNS, [SYSTEM, *TURNS], TURNS[:1], [SYSTEM, *TURNS[:3]]])
+@pytest.mark.parametrize("gen", [False, True])
+def test_qwen_renders_like_the_official_template(messages, gen):
+    official = official_template("qwen2")
+    assert _text(messages, TEMPLATES["qwen"].jinja, gen) == _text(messages, official, gen)
+    assert known_equivalent(official) == "qwen"  # `auto` swaps the official template for the marked one
+
+
+@pytest.mark.parametrize("messages", [TURNS, TURNS[:1], TURNS[:3]])
+@pytest.mark.parametrize("gen", [False, True])
+def test_phi3_renders_like_the_official_template_without_a_system_message(messages, gen):
+    official = official_template("phi-3")
+    assert _text(messages, TEMPLATES["phi3"].jinja, gen) == _text(messages, official, gen)
+
+
+def test_phi3_keeps_a_system_message_the_reference_drops():
+    official = official_template("phi-3")
+    ours = _text([SYSTEM, *TURNS[:1]], TEMPLATES["phi3"].jinja)
+    assert "<|system|>\nBạn là trợ lý tiếng Việt.<|end|>\n" in ours
+    assert SYSTEM["content"] not in _text([SYSTEM, *TURNS[:1]], official)
