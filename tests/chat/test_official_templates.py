@@ -65,3 +65,37 @@ def test_phi3_keeps_a_system_message_the_reference_drops():
     ours = _text([SYSTEM, *TURNS[:1]], TEMPLATES["phi3"].jinja)
     assert "<|system|>\nBạn là trợ lý tiếng Việt.<|end|>\n" in ours
     assert SYSTEM["content"] not in _text([SYSTEM, *TURNS[:1]], official)
+
+
+def llama_cpp_render(name: str, messages: list[dict[str, str]], add_assistant: bool) -> str:
+    """llama.cpp's built-in renderer of a named template (``llama_chat_apply_template``)."""
+    import ctypes
+
+    llama_cpp = pytest.importorskip("llama_cpp")
+    arr = (llama_cpp.llama_chat_message * len(messages))()
+    keep = []
+    for i, m in enumerate(messages):
+        role, content = m["role"].encode(), m["content"].encode()
+        keep += [role, content]
+        arr[i].role, arr[i].content = role, content
+    buf = ctypes.create_string_buffer(1 << 16)
+    n = llama_cpp.llama_chat_apply_template(name.encode(), arr, len(messages), add_assistant, buf, len(buf))
+    assert 0 < n < len(buf), f"llama.cpp does not know the template {name!r}"
+    return buf.raw[:n].decode("utf-8")
+
+
+CASES = {
+    "ends with a reply": ([SYSTEM, *TURNS], False),
+    "asks for a reply": ([SYSTEM, *TURNS[:3]], True),
+    "no system": (TURNS[:3], True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize(("ours", "theirs"), [("llama3", "llama3"), ("gemma", "gemma"), ("phi3", "phi3"),
+                                              ("chatml", "chatml")])  # fmt: skip
+def test_templates_render_like_llama_cpp_builtins(ours, theirs, case):
+    """llama.cpp adds BOS when it tokenises, so its text has none: ours is compared with bos_token=""."""
+    messages, gen = CASES[case]
+    mine = render(messages, TEMPLATES[ours].jinja, bos_token="", eos_token="</s>", add_generation_prompt=gen).text
+    assert mine == llama_cpp_render(theirs, messages, gen)

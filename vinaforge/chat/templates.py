@@ -84,6 +84,36 @@ PHI3 = (
     "{%- endfor -%}"
 )
 
+#: Llama-3 instruct: a header per turn, ``<|eot_id|>`` closes it; contents trimmed (as Meta's
+#: template and llama.cpp's built-in ``llama3`` do).
+LLAMA3 = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' -}}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{%- generation -%}{{- message['content'] | trim + '<|eot_id|>' -}}{%- endgeneration -%}"
+    "{%- else -%}{{- message['content'] | trim + '<|eot_id|>' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}{%- endif -%}"
+)
+
+#: Gemma (2 and 3): ``<start_of_turn>user|model``; a system message is folded into the first user
+#: turn followed by a blank line, as Gemma 3's template and llama.cpp's built-in ``gemma`` do.
+GEMMA = (
+    _SPLIT_SYSTEM + "{{- bos_token -}}"
+    "{%- for message in loop_messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{- '<start_of_turn>model\n' -}}"
+    "{%- generation -%}{{- message['content'] | trim + '<end_of_turn>' -}}{%- endgeneration -%}{{- '\n' -}}"
+    "{%- else -%}"
+    "{{- '<start_of_turn>' + message['role'] + '\n' -}}"
+    "{%- if loop.first and system_message is not none -%}{{- system_message | trim + '\n\n' -}}{%- endif -%}"
+    "{{- message['content'] | trim + '<end_of_turn>\n' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<start_of_turn>model\n' -}}{%- endif -%}"
+)
+
 LLAMA2 = (
     _SPLIT_SYSTEM + "{%- for message in loop_messages -%}"
     "{%- if message['role'] == 'user' -%}"
@@ -160,6 +190,10 @@ TEMPLATES: dict[str, ChatTemplate] = {
                      ("<|im_start|>", "<|im_end|>"), ("<|im_start|>",)),
         ChatTemplate("phi3", PHI3, "<|end|>", "Phi-3 instruct: <|user|> … <|end|> <|assistant|>",
                      ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"), ("<|user|>",)),
+        ChatTemplate("llama3", LLAMA3, "<|eot_id|>", "Llama-3 instruct: <|start_header_id|>role<|end_header_id|>",
+                     ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"), ("<|start_header_id|>",)),
+        ChatTemplate("gemma", GEMMA, "<end_of_turn>", "Gemma: <start_of_turn>user|model … <end_of_turn>",
+                     ("<start_of_turn>", "<end_of_turn>"), ("<start_of_turn>",)),
         ChatTemplate("llama2", LLAMA2, EOS, "Llama-2 chat: [INST] <<SYS>> … [/INST]", (), ("[INST]",)),
         ChatTemplate("mistral", MISTRAL, EOS, "Mistral instruct: [INST] … [/INST]", (), ("[INST]",)),
         ChatTemplate("vicuna", VICUNA, EOS, "Vicuna v1.1 USER:/ASSISTANT: with VBD-LLaMA2-Chat's system prompt",
