@@ -84,3 +84,27 @@ def test_merge_and_export_outputs_under_a_file_are_one_line(tmp_path, command):
     res = CliRunner().invoke(app, [*command, "--output", str(blocker / "out")])
     assert res.exit_code != 0 and "is a file, so the folder cannot be created" in res.output, res.output
     assert not isinstance(res.exception, OSError)
+
+
+def test_tune_prints_a_short_summary_and_writes_the_json(tiny_dir, tmp_path):
+    """Issue 22: the tune commands printed their whole result JSON (prompts, every field)."""
+    from typer.testing import CliRunner
+
+    from vinaforge.cli import app
+
+    rows = [GOOD, {"messages": [{"role": "user", "content": "Phở là gì?"},
+                                {"role": "assistant", "content": "Phở là món ăn Việt Nam."}]}]  # fmt: skip
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows * 4), encoding="utf-8")
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text(f"model: {tiny_dir}\nmode: full\ndata: {{sources: {{a: {{paths: [{data}]}}}}}}\n"
+                   "prompts: ['Xin chào']\ntraining: {max_steps: 2, batch_size: 2, max_length: 64}\n",
+                   encoding="utf-8")  # fmt: skip
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["tune", "sft", "--config", str(cfg), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["steps"] == 2 and summary["prompts"] == ["Xin chào"]
+    printed = [line for line in res.output.splitlines() if line.startswith(("sft:", "model:", "summary:"))]
+    assert printed[0].startswith("sft: steps 2, final loss") and printed[-1] == f"summary: {out / 'summary.json'}"
+    assert '"before"' not in res.output and '"prompts"' not in res.output

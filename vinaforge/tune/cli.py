@@ -8,7 +8,6 @@ modules; torch and TRL load inside the commands.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -42,7 +41,7 @@ def _stage_config(config: Path, stage: str, output: Path) -> Path:
 
 def _run(method: str, entry: str, config: Path, output: Path, sets: list[str] | None, verbose: bool,
          stage: str | None = None) -> None:
-    from vinaforge.logs import console, fail, log_to_file, setup_console
+    from vinaforge.logs import fail, log_to_file, setup_console
     from vinaforge.recipe import RecipeError, load_stage_config
 
     setup_console(logging.DEBUG if verbose else logging.INFO)
@@ -67,11 +66,43 @@ def _run(method: str, entry: str, config: Path, output: Path, sets: list[str] | 
             raise
         fail(f"{method}: {err}")
         return
-    shown = {k: v for k, v in result.items() if k in ("steps", "final_loss", "final_eval_loss", "preference", "pairs",
-                                                      "prompts", "safety", "rejected", "eval_accuracy", "eval_pairs", "eval_after")}  # fmt: skip
-    if "safety" in shown and shown["safety"]:
-        shown["safety"] = {k: shown["safety"][k] for k in ("refusal_rate", "over_refusal_rate")}
-    console().print_json(json.dumps(shown, ensure_ascii=False, default=str))
+    from vinaforge.io import atomic_write_json
+
+    summary_path = output / "summary.json"
+    if not summary_path.exists():  # methods that write none (self-preference) still leave one
+        atomic_write_json(summary_path, result)
+    for line in summary_lines(method, result, output):
+        typer.echo(line)  # plain lines: no wrapping of long paths
+
+
+def _num(value) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+
+def summary_lines(method: str, result: dict, output: Path) -> list[str]:
+    """A few lines for the terminal, like the other stages print; the whole result is in summary.json."""
+    facts = []
+    for key, label in (("steps", "steps"), ("final_loss", "final loss"), ("final_eval_loss", "held-out loss"),
+                       ("eval_accuracy", "held-out accuracy"), ("pairs", "pairs"), ("prompts", "prompts"),
+                       ("rejected", "rejected")):  # fmt: skip
+        value = result.get(key)
+        if isinstance(value, list):
+            value = len(value)
+        if isinstance(value, dict):
+            value = value.get("n", len(value))
+        if value is not None:
+            facts.append(f"{label} {_num(value)}")
+    pref = result.get("preference")
+    if isinstance(pref, dict) and "reward_accuracy" in pref:
+        facts.append(f"pair accuracy {_num(pref['reward_accuracy'])}")
+    safety = result.get("safety")
+    if isinstance(safety, dict) and "refusal_rate" in safety:
+        facts.append(f"refusal {_num(safety['refusal_rate'])}, over-refusal {_num(safety.get('over_refusal_rate'))}")
+    lines = [f"{method}: " + (", ".join(facts) or "done")]
+    if (output / "final").is_dir():
+        lines.append(f"model: {output / 'final'}")
+    lines.append(f"summary: {output / 'summary.json'}")
+    return lines
 
 
 @app.command()
