@@ -152,14 +152,17 @@ def build_engine(cfg: ServeConfig) -> Engine:
         return BackendEngine(GGUFBackend(cfg.model), workers=2)
     from vinaforge.generate.local import LocalBackend
 
-    set_torch_threads(cfg)
     backend = LocalBackend(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.max_batch_size,
                            chat_template=cfg.chat_template)  # fmt: skip
     return LocalEngine(backend, cfg.max_batch_size, cfg.batch_window_ms, cfg.batching)
 
 
 def set_torch_threads(cfg: ServeConfig) -> int:
-    """Limit torch's CPU threads before the local model loads (see ``default_torch_threads``)."""
+    """Limit torch's CPU threads before the local model loads (see ``default_torch_threads``).
+
+    Called by ``vinaforge serve`` (a process of its own); a server started inside another process
+    (the ``serve_smoke`` stage, tests) leaves that process's setting alone.
+    """
     import torch
 
     threads = cfg.resolved_torch_threads()

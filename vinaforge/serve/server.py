@@ -57,7 +57,10 @@ def serve_forever(cfg: ServeConfig) -> None:
     import uvicorn
 
     from vinaforge.logs import console
+    from vinaforge.serve.engines import set_torch_threads
 
+    if cfg.backend == "local":
+        set_torch_threads(cfg)
     app = build_app(cfg)
     console().print(f"[green]serving[/] {cfg.model_id} on http://{cfg.host}:{cfg.port}/  "
                     f"(OpenAI API at http://{cfg.host}:{cfg.port}/v1)", highlight=False)  # fmt: skip
