@@ -33,6 +33,9 @@ from pydantic import BaseModel, ConfigDict
 STAGE_KINDS: dict[str, str] = {
     "text": "vinaforge.text.stage",
     "curate": "vinaforge.data.stage",
+    "english": "vinaforge.data.english",
+    "split": "vinaforge.data.split",
+    "recipe": "vinaforge.subrecipe",
     "tokenizer": "vinaforge.tokenizer.stage",
     "model": "vinaforge.model.stage",
     "cpt": "vinaforge.train.stage",

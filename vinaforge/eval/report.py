@@ -15,9 +15,9 @@ from typing import Any
 from vinaforge.io import atomic_path
 
 # metrics where lower is better (everything else: higher is better)
-LOWER_IS_BETTER = {"bits_per_byte", "token_perplexity", "tokens_per_syllable", "tokens_per_word"}
+LOWER_IS_BETTER = {"bits_per_byte", "token_perplexity", "tokens_per_syllable", "tokens_per_word", "assistant loss", "degenerate_share"}
 HEADLINE = ("acc", "acc_norm", "acc_bytes", "mc1", "mc2")
-NON_BENCHMARK = {"bpb", "fertility", "translation", "judge"}
+NON_BENCHMARK = {"bpb", "bpb_sets", "samples", "chat", "fertility", "translation", "judge"}
 
 
 def fmt(value: Any, stderr: Any = None, digits: int = 4) -> str:
@@ -66,6 +66,17 @@ def flatten(results: dict) -> dict[str, tuple[float, float | None]]:
     for key in ("bits_per_byte", "token_perplexity"):
         if isinstance(bpb.get(key), int | float):
             flat[f"held-out {key}"] = (float(bpb[key]), None)
+    for name, set_bpb in (results.get("bpb_sets") or {}).items():
+        for key in ("bits_per_byte", "token_perplexity"):
+            if isinstance(set_bpb.get(key), int | float):
+                flat[f"held-out {name} {key}"] = (float(set_bpb[key]), None)
+    chat = results.get("chat") or {}
+    if "assistant_loss" in chat:
+        flat["held-out assistant loss"] = (float(chat["assistant_loss"]["loss"]), None)
+        flat["held-out assistant bits_per_byte"] = (float(chat["assistant_loss"]["bits_per_byte"]), None)
+    for key in ("vietnamese_share", "degenerate_share", "distinct_2"):
+        if key in chat.get("answers", {}):
+            flat[f"answers {key}"] = (float(chat["answers"][key]), None)
     fert = results.get("fertility") or {}
     for key, value in fert.items():
         if isinstance(value, int | float) and ("tokens_per" in key or key == "single_token_syllable_share"):
@@ -112,6 +123,13 @@ def benchmarks_markdown(results: dict) -> str:
     return out
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell (no pipes, no line breaks, HTML escaped)."""
+    import html
+
+    return html.escape(" ".join(text.split())).replace("|", "\\|") or "∅"
+
+
 def extras_markdown(results: dict) -> str:
     parts = []
     bpb = results.get("bpb")
@@ -121,6 +139,40 @@ def extras_markdown(results: dict) -> str:
             f"{fmt(bpb['token_perplexity'], digits=2)} ({bpb['n_texts']} texts, {bpb['n_bytes']:,} bytes, "
             f"{bpb['n_tokens']:,} tokens).\n"
         )
+    sets = results.get("bpb_sets")
+    if sets:
+        lines = ["| held-out set | bits per byte | token perplexity | texts | bytes |", "|---|---|---|---|---|"]
+        for name, b in sets.items():
+            lines.append(
+                f"| {name} | {fmt(b['bits_per_byte'])} | {fmt(b['token_perplexity'], digits=2)} | "
+                f"{b['n_texts']} | {b['n_bytes']:,} |"
+            )
+        parts.append("\n".join(lines) + "\n")
+    samples = results.get("samples")
+    if samples:
+        lines = ["Greedy continuations of raw prompts:", "", "| prompt | continuation |", "|---|---|"]
+        for s in samples:
+            lines.append(f"| {_cell(s['prompt'])} | {_cell(s['completion'])} |")
+        parts.append("\n".join(lines) + "\n")
+    chat = results.get("chat") or {}
+    if "assistant_loss" in chat:
+        a = chat["assistant_loss"]
+        parts.append(
+            f"Held-out assistant loss: **{fmt(a['bits_per_byte'])} bits per byte**, {fmt(a['loss'])} nats per token "
+            f"({a['n_conversations']} conversations, "
+            f"{a['n_tokens']:,} assistant tokens, `{a['template']}` template).\n"
+        )
+    if "answers" in chat:
+        q = chat["answers"]
+        lines = [
+            f"Greedy answers to {q['n']} held-out prompts: {q['vietnamese_share']:.0%} Vietnamese, "
+            f"{q['degenerate_share']:.0%} degenerate, distinct-2 {fmt(q['distinct_2'])}.",
+            "",
+            "| prompt | answer |",
+            "|---|---|",
+        ]
+        lines += [f"| {_cell(a['prompt'])} | {_cell(a['answer'])} |" for a in q["answers"][:8]]
+        parts.append("\n".join(lines) + "\n")
     fert = results.get("fertility")
     if fert:
         cells = ", ".join(

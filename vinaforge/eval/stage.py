@@ -52,6 +52,19 @@ class TranslationConfig(StageConfig):
     chat: bool = False
 
 
+class ChatEvalConfig(StageConfig):
+    """Held-out assistant loss and greedy chat answers (see :mod:`vinaforge.eval.chat_quality`)."""
+
+    conversations: InputPaths = []  # held-out conversations, any vinaforge.chat format
+    loss_template: str = "vicuna"  # one template for every model compared, so they score the same tokens
+    max_conversations: int = Field(200, ge=1)
+    max_length: int = Field(512, ge=8)
+    prompts: InputPaths = []  # held-out prompts answered greedily
+    answer_template: str | None = None  # default: the model's own chat template
+    max_new_tokens: int = Field(64, ge=1)
+    max_run: int = Field(4, ge=1)  # an answer repeating one token more than this in a row is degenerate
+
+
 class Config(StageConfig):
     """Settings of the ``eval`` stage and of ``vinaforge eval``."""
 
@@ -59,6 +72,10 @@ class Config(StageConfig):
     tokenizer: InputPath | None = None  # default: the model's own
     heldout: InputPaths = []  # texts for bits per byte
     heldout_field: str = "text"
+    heldout_sets: dict[str, InputPaths] = {}  # named sets, each its own figure (e.g. {vi: [...], en: [...]})
+    samples: list[str] = []  # raw prompts continued greedily (no chat template): what a base model writes
+    sample_max_new_tokens: int = Field(48, ge=1)
+    chat: ChatEvalConfig | None = None  # held-out assistant loss and greedy answers to held-out prompts
     max_length: int = Field(1024, ge=8)
     bpb_batch_size: int = Field(8, ge=1)
     allow_vocab_mismatch: bool = False  # accept a tokenizer much smaller than the model's vocabulary
@@ -227,6 +244,29 @@ def evaluate(config: Config, work: Path, seed: int, submission_dir: Path | None 
                 allow_vocab_mismatch=config.allow_vocab_mismatch,
             ),
         )
+    if config.heldout_sets:
+        from vinaforge.eval.bpb import bpb_of_model, read_texts
+
+        sets = {}
+        for name, paths in config.heldout_sets.items():
+            texts = read_texts([Path(p) for p in paths], field=config.heldout_field)
+            sets[name] = _part(
+                parts,
+                f"bpb_{name}",
+                lambda t=texts: bpb_of_model(
+                    loaded.model,
+                    loaded.tokenizer,
+                    t,
+                    max_length=config.max_length,
+                    batch_size=config.bpb_batch_size,
+                    allow_vocab_mismatch=config.allow_vocab_mismatch,
+                ),
+            )
+        results["bpb_sets"] = sets
+    if config.samples:
+        results["samples"] = _part(parts, "samples", lambda: _samples(config, loaded))
+    if config.chat:
+        results["chat"] = _chat(config.chat, loaded, parts)
     if config.fertility:
         vi_files = expand_inputs(config.fertility)
         en_files = expand_inputs(config.fertility_en)
@@ -266,6 +306,53 @@ def evaluate(config: Config, work: Path, seed: int, submission_dir: Path | None 
         results["translation"] = _translation(config.translation, loaded, parts, work / "translation", seed)
     results.setdefault("_meta", {}).update(model=str(model_path), seconds=round(time.time() - started, 2))
     return results
+
+
+def _chat(config: ChatEvalConfig, loaded: _Loaded, parts: Path) -> dict:
+    from vinaforge.chat import read_conversations, read_prompts
+    from vinaforge.eval import chat_quality
+
+    out: dict = {}
+    if config.conversations:
+        convs = read_conversations(list(config.conversations)).kept[: config.max_conversations]
+        out["assistant_loss"] = _part(
+            parts,
+            "assistant_loss",
+            lambda: {
+                **chat_quality.assistant_loss(
+                    loaded.model, loaded.tokenizer, convs, config.loss_template, config.max_length
+                ),
+                "template": config.loss_template,
+            },
+        )
+    if config.prompts:
+        from vinaforge.generate.base import SamplingParams
+        from vinaforge.generate.local import LocalBackend
+
+        def answer() -> dict:
+            prompts = read_prompts(list(config.prompts)).kept
+            backend = LocalBackend(loaded.model, loaded.tokenizer, batch_size=8, chat_template=config.answer_template)
+            done = backend.generate(prompts, SamplingParams(max_new_tokens=config.max_new_tokens))
+            texts = [c.text for c in done]
+            quality = chat_quality.answer_quality(texts, loaded.tokenizer, config.max_run)
+            quality["answers"] = [
+                {"prompt": p.prompt_messages[-1]["content"], "answer": t} for p, t in zip(prompts, texts, strict=True)
+            ]
+            quality["template"] = backend.template_name
+            return quality
+
+        out["answers"] = _part(parts, "chat_answers", answer)
+    return out
+
+
+def _samples(config: Config, loaded: _Loaded) -> list[dict]:
+    """Greedy continuations of raw prompts: the quickest way to see whether a base model writes."""
+    from vinaforge.generate.base import SamplingParams
+    from vinaforge.generate.local import LocalBackend
+
+    backend = LocalBackend(loaded.model, loaded.tokenizer, batch_size=min(8, len(config.samples)))
+    done = backend.generate(config.samples, SamplingParams(max_new_tokens=config.sample_max_new_tokens))
+    return [{"prompt": p, "completion": c.text} for p, c in zip(config.samples, done, strict=True)]
 
 
 def _limit(value: float | None) -> int | float | None:
