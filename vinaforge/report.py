@@ -63,10 +63,13 @@ def stage_section(name: str, kind: str, result: dict, skipped: bool) -> str:
     return "\n".join(parts)
 
 
-def write_report(run_dir: Path, recipe_name: str, sections: list[tuple[str, str, dict, bool]]) -> Path:
+def write_report(
+    run_dir: Path, recipe_name: str, sections: list[tuple[str, str, dict, bool]], description: str | None = None
+) -> Path:
     now = dt.datetime.now().isoformat(timespec="seconds")
     head = [
         f"# vinaforge report card: {recipe_name}\n",
+        *([" ".join(description.split()) + "\n"] if description else []),
         f"- generated: {now}",
         f"- vinaforge {__version__}, git {_git_commit()}",
         f"- python {platform.python_version()} on {platform.machine()} ({platform.system()})",

@@ -436,7 +436,7 @@ def _run_locked(
         atomic_write_json(manifest_path, redact_obj(manifest))
         sections.append((spec.name, spec.kind, result, False))
     atomic_write_json(manifest_path, redact_obj(manifest))
-    write_report(run_dir, recipe.name, sections)
+    write_report(run_dir, recipe.name, sections, description=recipe.raw.get("description"))
     return run_dir
 
 

@@ -135,3 +135,18 @@ def test_cli_recipe_check_reports_errors(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "2 stages" in out.stdout
+
+
+def test_the_recipe_description_heads_the_report_card(tmp_path):
+    p = recipe_file(tmp_path)
+    p.write_text(p.read_text().replace("name: toy\n", "name: toy\ndescription: >-\n  A smoke test;\n  see recipes/seeds.\n"))
+    run_dir = run_recipe(load_toy(p), run_root=tmp_path / "runs")
+    head = (run_dir / "report.md").read_text().splitlines()[:4]
+    assert "A smoke test; see recipes/seeds." in head
+
+
+def test_the_quickstart_report_card_points_to_the_recipe_that_speaks():
+    import yaml
+
+    raw = yaml.safe_load((HERE.parents[1] / "recipes" / "quickstart.yaml").read_text())
+    assert "recipes/seeds/vbd.yaml" in raw["description"]

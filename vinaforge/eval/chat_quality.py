@@ -51,7 +51,7 @@ def assistant_loss(model, tokenizer, conversations: list[Any], template: str, ma
         keep = torch.tensor(mask[1:], device=device, dtype=torch.bool)
         nats += float(torch.nn.functional.cross_entropy(logits[keep], x[0, 1:][keep], reduction="sum"))
         tokens += int(keep.sum())
-        n_bytes += sum(len(rendered.text[s:e].encode("utf-8")) for (s, e), m in zip(offsets[1:], mask[1:]) if m)
+        n_bytes += sum(len(rendered.text[s:e].encode("utf-8")) for (s, e), m in zip(offsets[1:], mask[1:], strict=True) if m)
         used += 1
     if not tokens:
         raise ValueError("no held-out conversation has an assistant token within max_length")
