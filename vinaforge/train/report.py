@@ -89,8 +89,9 @@ def render_report(summary: dict) -> str:
     lines = []
     if summary.get("random_init"):
         lines.append(
-            f"**Model weights: {RANDOM_INIT_LABEL}**, trained here on the demo data only. "
-            "Its figures check the pipeline; they say nothing about a real base model.\n"
+            f"**Model weights: {RANDOM_INIT_LABEL}**: they know only what vinaforge runs taught them "
+            "(the demo's few steps, or a seed recipe's own pretraining, recipes/seeds/). Figures on "
+            "them measure those runs, not a real pretrained base.\n"
         )
     lines += [
         "| phase | trainable | trainable params | steps | tokens | realised mixture |",

@@ -36,7 +36,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
     pngs = plot_curves(metrics, ctx.work_dir / "loss.png", ctx.work_dir / "bpb.png", title=title)
     captions = {
         "loss.png": "Training loss per optimizer step; shaded bands are the phases.",
-        "bpb.png": "Held-out Vietnamese bits per byte (comparable across tokenizers).",
+        "bpb.png": "Held-out bits per byte (comparable across tokenizers).",
     }
     figures = [Figure(p.name, captions[p.name]) for p in pngs]
     key = {

@@ -1,0 +1,241 @@
+"""The seeds' adaptation claims, measured on vinaforge's own English base (issue 20, part 3).
+
+Each row is a variant against its control, both continued-pretrained from the same English base
+(``recipes/seeds/base-en.yaml``) on the same Vietnamese mixture (Wikipedia + news) for the same
+number of training tokens, over several seeds (mean ± sd). Scored on text no stage trains on:
+
+- Vietnamese bits per byte on the UD Vietnamese VTB dev sentences;
+- English bits per byte on the base's held-out 2% of English (forgetting);
+- the tokenizer's tokens per Vietnamese syllable (the inference cost of extension).
+
+Rows implemented here (the rest of issue 20's table are not yet; see docs/seeds.md):
+
+| row | variant | control |
+|---|---|---|
+| extension | +N Vietnamese tokens (VBD's BPE extension), mean init | the base vocabulary |
+| init | mean init | random init; HF's mean_resizing |
+| frozen | new embeddings only for a quarter of the tokens, then all | all from the start |
+
+Equal FLOPs: the extended vocabulary makes the LM head (most of a small model's FLOPs) larger, so
+the control arm of ``extension`` gets proportionally more tokens (``--equal flops``, the default)
+and the table prints each arm's tokens and training FLOPs (6 × parameters × tokens).
+
+Every arm is an ordinary vinaforge recipe written under ``bench/out/adaptation/recipes`` and run by
+the engine, so a finished arm is reused when the benchmark is run again.
+
+    .venv/bin/python bench/adaptation.py --scale cpu                     # every row, 3 seeds
+    .venv/bin/python bench/adaptation.py --rows extension --seeds 3 --tokens 80000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "bench" / "out" / "adaptation"
+SHARED = "../shared/data"
+VTB_DEV = f"{SHARED}/benchmarks/ud_vietnamese_vtb/vi_vtb-ud-dev.conllu"
+SCALES = {"cpu": {"tokens": 80_000, "seq_len": 256, "micro_batch_size": 8, "threads": 2},
+          "gpu": {"tokens": 20_000_000, "seq_len": 1024, "micro_batch_size": 32, "threads": None}}  # fmt: skip
+
+# row -> arm -> (extend the vocabulary?, init, phases as fractions of the arm's tokens)
+ROWS: dict[str, dict[str, tuple[bool, str, list[tuple[str, float]]]]] = {
+    "extension": {"extended (mean)": (True, "mean", [("all", 1.0)]), "base vocabulary": (False, "mean", [("all", 1.0)])},
+    "init": {
+        "mean": (True, "mean", [("all", 1.0)]),
+        "random": (True, "random", [("all", 1.0)]),
+        "mean_resizing": (True, "mean_resizing", [("all", 1.0)]),
+    },
+    "frozen": {
+        "new rows first": (True, "mean", [("new_embeddings", 0.25), ("all", 0.75)]),
+        "all from the start": (True, "mean", [("all", 1.0)]),
+    },
+}
+
+
+def prep_recipe(scale: str) -> Path:
+    """The base (run once by base-en.yaml) and the extended tokenizer, shared by every arm."""
+    recipe = {
+        "name": "adapt-prep",
+        "run_dir": str(OUT / "runs"),
+        "stages": {
+            "base": {"kind": "recipe", "recipe": "recipes/seeds/base-en.yaml", "sets": [f"scale={scale}"],
+                     "outputs": {"model": "pretrain/final", "en_heldout": "english/heldout"}},  # fmt: skip
+            "tokenizer": {
+                "base": "mistral-v0.1",
+                "corpus": [f"{SHARED}/vi_text/viwiki_undertheseanlp.jsonl.gz",
+                           f"{SHARED}/vi_text/news_dantri_unc_undertheseanlp.jsonl.gz"],  # fmt: skip
+                "max_new_tokens": 4096,
+                "sample_bytes": 20_000_000,
+            },
+        },
+    }
+    return _write(recipe)
+
+
+def arm_recipe(row: str, arm: str, seed: int, tokens: int, scale: dict, prep: Path) -> Path:
+    extend, init, phases = ROWS[row][arm]
+    model = {"base": "@prep/base", "init": init, "seed": seed}
+    if extend:
+        model["tokenizer"] = "@prep/tokenizer"
+    recipe = {
+        "name": f"adapt-{row}-{_slug(arm)}-s{seed}",
+        "run_dir": str(OUT / "runs"),
+        "seed": seed,
+        "stages": {
+            "prep": {"kind": "recipe", "recipe": str(prep),
+                     "outputs": {"base": "base/model", "tokenizer": "tokenizer/tokenizer", "en_heldout": "base/en_heldout"}},  # fmt: skip
+            "model": model,
+            "cpt": {
+                "model": "@model/model",
+                "data": {"sources": {
+                    "vi_wiki": {"paths": [f"{SHARED}/vi_text/viwiki_undertheseanlp.jsonl.gz"], "max_tokens": 3_000_000},
+                    "vi_news": {"paths": [f"{SHARED}/vi_text/news_dantri_unc_undertheseanlp.jsonl.gz"]},
+                }, "mixture": {"vi_wiki": 0.6, "vi_news": 0.4}},  # fmt: skip
+                "phases": [
+                    {"name": f"{kind}-{i}", "trainable": kind, "tokens": max(1, int(tokens * frac)), "lr": 1e-3,
+                     "schedule": "wsd", "warmup_steps": 5}  # fmt: skip
+                    for i, (kind, frac) in enumerate(phases)
+                ],
+                "seq_len": scale["seq_len"],
+                "micro_batch_size": scale["micro_batch_size"],
+                "eval_every": 10_000,
+                "save_every": 10_000,
+                "cpu_threads": scale["threads"],
+                "seed": seed,
+            },
+            "eval": {
+                "model": "@cpt/final",
+                "heldout_sets": {"vi": [VTB_DEV], "en": ["@prep/en_heldout"]},
+                "fertility": [VTB_DEV],
+                "max_length": scale["seq_len"],
+                "batch_size": 8,
+            },
+        },
+    }
+    return _write(recipe)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def _write(recipe: dict) -> Path:
+    path = OUT / "recipes" / f"{recipe['name']}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def _params(model_dir: Path) -> tuple[int, int, int]:
+    """(all parameters, vocabulary rows, hidden size) of a saved model, from its config and weights."""
+    from safetensors import safe_open
+
+    cfg = json.loads((model_dir / "config.json").read_text())
+    total = 0
+    for f in model_dir.glob("*.safetensors"):
+        with safe_open(str(f), "pt") as st:
+            total += sum(_numel(st.get_slice(k).get_shape()) for k in st.keys())
+    return total, cfg["vocab_size"], cfg["hidden_size"]
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def run_arm(path: Path) -> dict:
+    from vinaforge.recipe import load_recipe
+    from vinaforge.runner import run_recipe
+
+    started = time.time()
+    run_dir = run_recipe(load_recipe(path))
+    res = json.loads((run_dir / "eval" / "results.json").read_text())
+    cpt = json.loads((run_dir / "manifest.json").read_text())["stages"]["cpt"]
+    total, vocab, hidden = _params(run_dir / "model" / "model")
+    tokens = sum(p["tokens"] for p in cpt["config"]["phases"])
+    return {
+        "vi_bpb": res["bpb_sets"]["vi"]["bits_per_byte"],
+        "en_bpb": res["bpb_sets"]["en"]["bits_per_byte"],
+        "tokens_per_syllable": res["fertility"].get("tokens_per_syllable"),
+        "tokens": tokens,
+        "flops": 6 * (total - vocab * hidden) * tokens,  # input embeddings cost no matmul FLOPs
+        "wall_s": round(time.time() - started, 1),
+        "run_dir": str(run_dir),
+    }
+
+
+def _ms(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated: {', '.join(ROWS)}")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--tokens", type=int, default=None, help="training tokens per arm (default: the scale's)")
+    ap.add_argument("--equal", choices=["tokens", "flops"], default="flops")
+    args = ap.parse_args(argv)
+    scale = SCALES[args.scale]
+    tokens = args.tokens or scale["tokens"]
+    prep = prep_recipe(args.scale)
+    table: dict[str, dict[str, list[dict]]] = {}
+    for row in args.rows.split(","):
+        if row not in ROWS:
+            ap.error(f"unknown row {row!r}; rows: {', '.join(ROWS)}")
+        arms = list(ROWS[row])
+        for seed in range(args.seeds):
+            first = None
+            for arm in arms:
+                arm_tokens = tokens
+                if args.equal == "flops" and row == "extension" and first is not None:
+                    # the base vocabulary's smaller head: give the control the tokens that spend the
+                    # same training FLOPs as the extended arm
+                    arm_tokens = int(first["flops"] / _flops_per_token(OUT / "runs" / "adapt-prep" / "base" / "model"))
+                res = run_arm(arm_recipe(row, arm, seed, arm_tokens, scale, prep))
+                first = first or res
+                table.setdefault(row, {}).setdefault(arm, []).append(res)
+                print(json.dumps({"row": row, "arm": arm, "seed": seed, **res}), flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(table, indent=2))
+    print(markdown(table, args))
+    return 0
+
+
+def _flops_per_token(model_dir: Path) -> float:
+    """Training FLOPs per token (6 × the parameters that do matmuls: all but the input embeddings)."""
+    total, vocab, hidden = _params(model_dir)
+    return 6 * (total - vocab * hidden)
+
+
+def markdown(table: dict, args) -> str:
+    lines = [
+        f"Seeds: {args.seeds}; equal {args.equal}; scale {args.scale}.",
+        "",
+        "| row | arm | Vietnamese bpb (VTB dev) | English bpb (held-out) | tokens/syllable | tokens | FLOPs | wall s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row, arms in table.items():
+        for arm, runs in arms.items():
+            lines.append(
+                f"| {row} | {arm} | {_ms([r['vi_bpb'] for r in runs])} | {_ms([r['en_bpb'] for r in runs])} | "
+                f"{runs[0]['tokens_per_syllable']:.3f} | {runs[0]['tokens']:,} | {runs[0]['flops']:.3g} | "
+                f"{statistics.mean(r['wall_s'] for r in runs):.0f} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
