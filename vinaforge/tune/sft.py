@@ -159,7 +159,8 @@ def report_section(summary: dict, figures: list[Figure], title: str) -> str:
     """The report card's Markdown for a tune stage (loss, answers before/after, safety rates)."""
     from vinaforge.tune.common import answers_table
 
-    lines = [f"**{title}**" + (" — a tiny demo model built from random weights: the answers are not meant to be good."
+    lines = [f"**{title}**" + (" — a model vinaforge built from random weights and trained itself (the demo's, or a seed recipe's "
+                               "small base): judge its answers against that, not against a pretrained base."
                               if summary.get("random_init") else "")]  # fmt: skip
     data = summary.get("data") or {}
     if data:
