@@ -228,13 +228,13 @@ def evaluate(config: Config, work: Path, seed: int, submission_dir: Path | None 
     loaded = _Loaded(config, model_path, tok_path)
     results: dict = {}
 
-    if config.heldout:
+    def bpb(part: str, paths: list[str]) -> dict:
         from vinaforge.eval.bpb import bpb_of_model, read_texts
 
-        texts = read_texts([Path(p) for p in config.heldout], field=config.heldout_field)
-        results["bpb"] = _part(
+        texts = read_texts([Path(p) for p in paths], field=config.heldout_field)
+        return _part(
             parts,
-            "bpb",
+            part,
             lambda: bpb_of_model(
                 loaded.model,
                 loaded.tokenizer,
@@ -244,25 +244,11 @@ def evaluate(config: Config, work: Path, seed: int, submission_dir: Path | None 
                 allow_vocab_mismatch=config.allow_vocab_mismatch,
             ),
         )
-    if config.heldout_sets:
-        from vinaforge.eval.bpb import bpb_of_model, read_texts
 
-        sets = {}
-        for name, paths in config.heldout_sets.items():
-            texts = read_texts([Path(p) for p in paths], field=config.heldout_field)
-            sets[name] = _part(
-                parts,
-                f"bpb_{name}",
-                lambda t=texts: bpb_of_model(
-                    loaded.model,
-                    loaded.tokenizer,
-                    t,
-                    max_length=config.max_length,
-                    batch_size=config.bpb_batch_size,
-                    allow_vocab_mismatch=config.allow_vocab_mismatch,
-                ),
-            )
-        results["bpb_sets"] = sets
+    if config.heldout:
+        results["bpb"] = bpb("bpb", config.heldout)
+    if config.heldout_sets:
+        results["bpb_sets"] = {name: bpb(f"bpb_{name}", paths) for name, paths in config.heldout_sets.items()}
     if config.samples:
         results["samples"] = _part(parts, "samples", lambda: _samples(config, loaded))
     if config.chat:
