@@ -78,3 +78,24 @@ def test_ranker_settings_are_checked(tmp_path):
         Config(policy=str(tmp_path), prompts=[str(tmp_path)], ranker={"kind": "app", "app_url": "http://127.0.0.1:1"})
     with pytest.raises(ValueError, match="needs `judge`"):
         Config(policy=str(tmp_path), prompts=[str(tmp_path)], ranker={"kind": "judge"})
+
+
+def test_simulated_raters_rank_every_prompt_once_each(tmp_path):
+    from vinaforge.loop.iteration import step_rank
+
+    samples = tmp_path / "samples.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"Câu hỏi {i}?"}],
+             "replies": ["Hà Nội là thủ đô của Việt Nam.", "và và và và và và", "Hanoi is the capital."]}
+            for i in range(4)]  # fmt: skip
+    samples.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    cfg = Config(policy=str(tmp_path), prompts=[str(samples)], ranker={"kind": "simulated", "raters": 3, "noise": 0.05})
+    info = step_rank(cfg, samples, tmp_path, seed=7)
+    lists = [json.loads(x) for x in (tmp_path / "rankings.jsonl").read_text().splitlines()]
+    assert info["ranked"] + info["unusable"] == 4 * 3 and len(lists) == info["ranked"] == 12
+    assert {r["ranked_by"] for r in lists} == {"simulated-rater-0", "simulated-rater-1", "simulated-rater-2"}
+    # with little noise every rater puts the fluent Vietnamese reply first and English last
+    assert all(r["replies"][0].startswith("Hà Nội") and r["replies"][-1].startswith("Hanoi") for r in lists)
+    again = tmp_path / "again"
+    again.mkdir()
+    step_rank(cfg, samples, again, seed=7)
+    assert (again / "rankings.jsonl").read_text() == (tmp_path / "rankings.jsonl").read_text()  # seeded

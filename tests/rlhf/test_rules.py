@@ -48,3 +48,10 @@ def test_config_errors(tmp_path):
         RewardSpec(kind="length", min_syllables=10, max_syllables=5)
     with pytest.raises(ValueError):
         Config(model=str(tmp_path), prompts=[str(tmp_path)], rewards=[])
+
+
+def test_rules_reward_ranks_a_looping_reply_below_a_fluent_one():
+    (fn,), _ = make_reward_funcs([RewardSpec(kind="rules")])
+    fluent, looping = fn(["q", "q"], [[{"role": "assistant", "content": "Hà Nội là thủ đô của Việt Nam."}],
+                                       [{"role": "assistant", "content": "và và và và và và"}]])  # fmt: skip
+    assert fn.__name__ == "rules" and fluent == 1.0 and looping < 0.5

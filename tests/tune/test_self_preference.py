@@ -54,3 +54,11 @@ def test_resumable_and_pairs_best_vs_worst(tiny_dir, tmp_path, repo_root):
     for line in (tmp_path / "out" / "pairs.jsonl").read_text().splitlines():
         pair = json.loads(line)
         assert pair["chosen_score"] >= pair["rejected_score"] and pair["chosen"] != pair["rejected"]
+
+
+def test_rules_judge_prefers_vietnamese_that_does_not_loop():
+    from vinaforge.tune.self_preference import JudgeConfig, make_scorer
+
+    score = make_scorer(JudgeConfig(kind="rules"), policy=None)
+    s = score([{"role": "user", "content": "Thủ đô?"}], ["Hà Nội là thủ đô của Việt Nam.", "và và và và và", "", "Hanoi."])
+    assert s[0] == 10.0 and s[0] > s[1] > s[2] == 0.0 and s[3] < s[1]

@@ -3,7 +3,9 @@
 1. **prompts** — read prompts (the collection app's export or any :mod:`vinaforge.chat` file);
 2. **sample** — ``samples`` replies per prompt from the current policy (:mod:`vinaforge.generate`);
 3. **rank** — by the current reward model, by an LLM judge scoring each reply against a Vietnamese
-   rubric, or by people: replies are pushed to a running collection app (``app_url`` +
+   rubric, by simulated raters (each ranks by :func:`vinaforge.text.reply_score.reply_score` plus
+   their own noise, one ranked list per rater, as the collection app's export has one per person;
+   for offline recipes and tests, never mistaken for people: ``ranked_by`` says so), or by people: replies are pushed to a running collection app (``app_url`` +
    ``app_token_env``) and the loop stops until enough rankings exist;
 4. **rankings** — ranked lists ``{prompt, replies, ranks}`` (from the ranker, or the app's export);
 5. **reward** — train or update the reward model on them (:mod:`vinaforge.tune.reward`);
@@ -53,18 +55,20 @@ class WaitingForRankings(LoopError):
 class RankerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["reward_model", "judge", "app"] = "reward_model"
+    kind: Literal["reward_model", "judge", "simulated", "app"] = "reward_model"
     reward_model: InputPath | None = Field(None, description="kind reward_model: the current reward model folder")
     judge: BackendConfig | None = Field(None, description="kind judge: the model that scores replies 1–10")
     rubric: str = RUBRIC
     app_url: str | None = Field(None, description="kind app: base URL of a running collection app")
     app_token_env: str | None = Field(None, description="kind app: env var holding an admin API token")
     min_rankings: int = Field(3, ge=1, description="kind app: rankings per prompt before it counts")
+    raters: int = Field(3, ge=1, description="kind simulated: raters, each ranking every prompt once")
+    noise: float = Field(0.15, ge=0, description="kind simulated: sd of each rater's noise on the 0–1 rule score")
 
     @model_validator(mode="after")
     def _complete(self) -> RankerConfig:
-        need = {"reward_model": "reward_model", "judge": "judge", "app": "app_url"}[self.kind]
-        if getattr(self, need) is None:
+        need = {"reward_model": "reward_model", "judge": "judge", "app": "app_url"}.get(self.kind)
+        if need and getattr(self, need) is None:
             raise ValueError(f"ranker kind {self.kind!r} needs `{need}`")
         if self.kind == "app" and not self.app_token_env:
             raise ValueError("ranker kind 'app' needs `app_token_env` (the name of the env var with the API token)")
@@ -157,7 +161,29 @@ def _score_with_judge(cfg: RankerConfig, samples: list[dict]) -> list[list[float
     return scores
 
 
-def step_rank(cfg: Config, samples_path: Path, out: Path) -> dict:
+def _simulated_rankings(cfg: RankerConfig, samples: list[dict], seed: int) -> tuple[list[dict], int]:
+    """One ranked list per (prompt, rater): the rule score plus the rater's Gaussian noise."""
+    import random
+
+    from vinaforge.text.reply_score import reply_score
+
+    lists, unusable = [], 0
+    for i, s in enumerate(samples):
+        base = [reply_score(x) for x in s["replies"]]
+        for rater in range(cfg.raters):
+            rng = random.Random(f"{seed}-{i}-{rater}")
+            noisy = [round(b + rng.gauss(0.0, cfg.noise), 4) for b in base]
+            if len(set(noisy)) < 2:
+                unusable += 1
+                continue
+            order = sorted(zip(s["replies"], noisy, strict=True), key=lambda p: -p[1])
+            lists.append({"prompt": s["messages"], "replies": [x for x, _ in order],
+                          "ranks": list(range(1, len(order) + 1)), "scores": [v for _, v in order],
+                          "ranked_by": f"simulated-rater-{rater}"})  # fmt: skip
+    return lists, unusable
+
+
+def step_rank(cfg: Config, samples_path: Path, out: Path, seed: int = 0) -> dict:
     samples = [s for s in _read_jsonl(samples_path) if len(s["replies"]) >= 2]
     if not samples:
         raise LoopError("rank: no prompt has two distinct replies to rank; raise samples or temperature")
@@ -169,6 +195,10 @@ def step_rank(cfg: Config, samples_path: Path, out: Path) -> dict:
         atomic_write_json(out / "pushed.json", pushed)
         stored = sum(i.get("parent_id") is not None for i in pushed.get("items", []))
         return {"pushed": stored, "ranked_by": "people", **pushed.get("counts", {})}
+    if r.kind == "simulated":
+        lists, unusable = _simulated_rankings(r, samples, seed)
+        _write_jsonl(out / "rankings.jsonl", lists)
+        return {"ranked": len(lists), "unusable": unusable, "ranked_by": f"{r.raters} simulated raters"}
     if r.kind == "reward_model":
         from vinaforge.generate.reward import RewardModel
 
@@ -267,7 +297,7 @@ def run_iteration(cfg: Config, work: Path, *, seed: int = 0) -> dict[str, Any]:
         elif name == "sample":
             info = step_sample(cfg, dirs["prompts"] / "prompts.jsonl", d)
         elif name == "rank":
-            info = step_rank(cfg, dirs["sample"] / "samples.jsonl", d)
+            info = step_rank(cfg, dirs["sample"] / "samples.jsonl", d, seed)
         elif name == "rankings":
             info = step_rankings(cfg, dirs["rank"], d)
         elif name == "reward":

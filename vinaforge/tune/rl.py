@@ -8,6 +8,8 @@ trainer do the optimisation here. Rewards, combined by weights:
 - ``model``: a reward model trained by :mod:`vinaforge.tune.reward` (:class:`~vinaforge.generate.reward.RewardModel`);
 - ``vietnamese``: the reply is Vietnamese (text core: language ID and the share of valid
   Vietnamese syllables);
+- ``rules``: Vietnamese share × the reply's own bigram diversity (:mod:`vinaforge.text.reply_score`),
+  so that a looping reply earns less than one that goes on;
 - ``length``: the reply's syllable count lies in a band (smooth fall-off outside it);
 - ``citations``: every ``[đoạn k]`` cited exists among the prompt's passages, or the reply is the
   fixed "Thật tiếc, …" refusal.
@@ -47,7 +49,7 @@ class RewardSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["model", "vietnamese", "length", "citations"]
+    kind: Literal["model", "vietnamese", "rules", "length", "citations"]
     weight: float = 1.0
     model: InputPath | None = Field(None, description="kind: model — a folder written by the reward stage")
     min_syllables: int = Field(1, ge=0)
@@ -150,6 +152,12 @@ def make_reward_funcs(specs: list[RewardSpec], policy_tokenizer: Any = None) -> 
             def fn(prompts, completions, **kw):
                 return [vietnamese_score(_text(c)) for c in completions]
             fn.__name__ = "vietnamese"
+        elif spec.kind == "rules":
+            from vinaforge.text.reply_score import reply_score
+
+            def fn(prompts, completions, **kw):
+                return [reply_score(_text(c)) for c in completions]
+            fn.__name__ = "rules"
         elif spec.kind == "length":
             def fn(prompts, completions, _lo=spec.min_syllables, _hi=spec.max_syllables, **kw):
                 return [length_score(_text(c), _lo, _hi) for c in completions]

@@ -8,7 +8,9 @@ scores differ by at least ``margin``. Judges:
   with a Vietnamese judging prompt, for a 1–10 score; an unreadable answer scores nothing (recorded);
 - ``reward_model`` — a sequence-classification reward model folder (its logit is the score);
 - ``vi_ratio`` — a rule: the share of valid Vietnamese syllables (:mod:`vinaforge.text.validate`),
-  a cheap judge for "answer in Vietnamese" data.
+  a cheap judge for "answer in Vietnamese" data;
+- ``rules`` — a rule: Vietnamese share × the reply's own bigram diversity
+  (:mod:`vinaforge.text.reply_score`), which also ranks looping replies last.
 
 Every score is recorded (``scores.jsonl``). Resumable: samples and scores are appended one prompt
 at a time (fsync'd); a rerun skips every prompt already sampled, so a killed run repeats no
@@ -48,7 +50,7 @@ _SCORE = re.compile(r"\b(10|[1-9])(?:[.,]\d+)?\b")
 
 
 class JudgeConfig(StageConfig):
-    kind: Literal["self", "openai", "reward_model", "vi_ratio"] = "self"
+    kind: Literal["self", "openai", "reward_model", "vi_ratio", "rules"] = "self"
     backend: BackendConfig | None = Field(None, description="openai: the judge endpoint")
     reward_model: InputPath | None = Field(None, description="reward_model: a sequence-classification folder")
     max_new_tokens: int = Field(8, ge=1)
@@ -75,6 +77,10 @@ Scorer = Callable[[list[dict], list[str]], list[float | None]]
 
 def make_scorer(cfg: JudgeConfig, policy: Any) -> Scorer:
     """``scorer(prompt_messages, replies) -> scores`` for the configured judge."""
+    if cfg.kind == "rules":
+        from vinaforge.text.reply_score import reply_score
+
+        return lambda _prompt, replies: [round(10 * reply_score(r), 3) for r in replies]
     if cfg.kind == "vi_ratio":
         from vinaforge.text.validate import valid_syllable_ratio
 
