@@ -23,7 +23,7 @@ from vinaforge.text.validate import valid_syllable_ratio
 def bigram_diversity(text: str) -> float:
     """Unique word bigrams / word bigrams of one text (1.0 when it has fewer than two words)."""
     words = text.lower().split()
-    bigrams = list(zip(words, words[1:]))
+    bigrams = list(zip(words, words[1:], strict=False))
     return len(set(bigrams)) / len(bigrams) if bigrams else 1.0
 
 
