@@ -166,7 +166,7 @@ def run_arm(path: Path) -> dict:
     return {
         "vi_bpb": res["bpb_sets"]["vi"]["bits_per_byte"],
         "en_bpb": res["bpb_sets"]["en"]["bits_per_byte"],
-        "tokens_per_syllable": res["fertility"].get("tokens_per_syllable"),
+        "tokens_per_syllable": res["fertility"].get("vi_tokens_per_syllable"),
         "tokens": tokens,
         "flops": 6 * (total - vocab * hidden) * tokens,  # input embeddings cost no matmul FLOPs
         "wall_s": round(time.time() - started, 1),

@@ -28,7 +28,7 @@ def _needs_data(shared_data, repo_root, monkeypatch):
 
 
 def test_there_are_seed_recipes():
-    assert {p.stem for p in SEEDS} >= {"base-en", "vbd"}
+    assert {p.stem for p in SEEDS} >= {"base-en", "vbd", "seallm", "vinasmol", "vinallama", "community"}
 
 
 @pytest.mark.parametrize("path", SEEDS, ids=[p.stem for p in SEEDS])
