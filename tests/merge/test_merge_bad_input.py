@@ -86,3 +86,13 @@ def test_cli_messages_are_one_line(family, tmp_path):
     bad.write_text("merge_method: average\nmodels: []\n", encoding="utf-8")
     res = runner.invoke(app, ["merge", "run", str(bad), "--output", str(tmp_path / "o")])
     assert res.exit_code == 2 and f"{bad}:1: merge_method" in res.output.replace("\n", "") and "unknown merge method" in res.output
+
+
+def test_cli_adapter_weight_must_be_a_number(tmp_path):
+    from typer.testing import CliRunner
+
+    from vinaforge.cli import app
+
+    result = CliRunner().invoke(app, ["merge", "lora", "--base", str(tmp_path), "--adapter", f"{tmp_path}:abc",
+                                      "-o", str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 2 and "must be a number" in result.output and "Traceback" not in result.output

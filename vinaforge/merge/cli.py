@@ -100,7 +100,12 @@ def lora(
     specs = []
     for item in adapter:
         path, _, weight = item.rpartition(":") if ":" in item and not Path(item).exists() else (item, "", "")
-        specs.append({"path": path, "weight": float(weight) if weight else 1.0})
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            raise typer.BadParameter(f"{item!r}: the weight after ':' must be a number (PATH:WEIGHT)",
+                                     param_hint="--adapter") from None
+        specs.append({"path": path, "weight": value})
     lora_cfg = {"base": base, "adapters": specs, "combination": combination}
     if density is not None:
         lora_cfg["density"] = density
