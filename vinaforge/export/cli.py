@@ -71,7 +71,7 @@ def _print_summary(output: Path, record: dict) -> None:
 @app.command()
 def verify(
     export_dir: Annotated[Path, typer.Argument(help="A folder written by `vinaforge export run` or the export stage.")],
-    max_new_tokens: Annotated[int, typer.Option()] = 16,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 16,
 ) -> None:
     """Verify an export's GGUF files against its HF folder (needs the llama.cpp runtime)."""
     import json
@@ -88,9 +88,19 @@ def verify(
     record_file = export_dir / "export.json"
     if not record_file.is_file():
         fail(f"{record_file} not found: not an export folder")
+    try:
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        fail(f"{record_file} is damaged ({err}); re-run `vinaforge export run` to rewrite it")
+    if not isinstance(record, dict) or not isinstance(record.get("gguf"), list) or not isinstance(record.get("hf"), dict):
+        fail(f"{record_file}: not an export record (it needs `hf` and a `gguf` list)")
+    missing = [g.get("file") for g in record["gguf"] if not (export_dir / str(g.get("file"))).is_file()]
+    if missing:
+        fail(f"{export_dir}: GGUF file(s) named in export.json are missing: {', '.join(map(str, missing))}")
     if not llamacpp.runtime_available():
         fail(f"llama-cpp-python is not installed: {INSTALL_HINT}")
-    record = json.loads(record_file.read_text(encoding="utf-8"))
+    if len(record.get("verification") or []) != len(record["gguf"]):
+        record["verification"] = [None] * len(record["gguf"])
     hf_dir = export_dir / "hf"
     tok = load_tokenizer(str(hf_dir))
     hf_info = {**record["hf"], "jinja": choose_template(tok, None)[1]}
@@ -99,7 +109,11 @@ def verify(
     failed = []
     for i, g in enumerate(record["gguf"]):
         path = export_dir / g["file"]
-        rep = verify_gguf(hf_dir, path, g["type"], llamacpp.read_metadata(path), hf_info, list(VERIFY_TEXTS),
+        try:
+            metadata = llamacpp.read_metadata(path)
+        except Exception as err:  # a truncated or foreign file: gguf's reader raises many kinds
+            fail(f"{path}: not a readable GGUF file ({type(err).__name__}: {err})")
+        rep = verify_gguf(hf_dir, path, g["type"], metadata, hf_info, list(VERIFY_TEXTS),
                           max_new_tokens, first_new, compare_generation=g["type"] in GENERATION_TYPES)  # fmt: skip
         rep["gguf"] = g["file"]
         record["verification"][i] = rep
