@@ -88,3 +88,13 @@ def test_nan_reward_is_a_clear_error(tiny_dir):
     rm = RewardModel(model, AutoTokenizer.from_pretrained(tiny_dir))
     with pytest.raises(RewardError, match="NaN"):
         rm.score([[{"role": "user", "content": "Chào"}, {"role": "assistant", "content": "Chào bạn"}]])
+
+
+def test_a_causal_lm_is_refused_as_a_reward_model(tiny_dir):
+    from vinaforge.generate.reward import RewardError, RewardModel
+    from vinaforge.tune.self_preference import JudgeConfig, make_scorer
+
+    with pytest.raises(RewardError, match="not a reward model"):
+        RewardModel(str(tiny_dir))
+    with pytest.raises(RewardError, match="not a reward model"):
+        make_scorer(JudgeConfig(kind="reward_model", reward_model=str(tiny_dir)), policy=None)

@@ -27,6 +27,18 @@ def _messages(item: Any) -> list[dict[str, str]]:
     raise TypeError(f"expected a conversation (message list), got {type(item).__name__}")
 
 
+def _check_is_reward_model(source: str) -> None:
+    """Refuse a causal LM: loading one as a sequence classifier would score with a random head."""
+    from transformers import AutoConfig
+
+    archs = getattr(AutoConfig.from_pretrained(source), "architectures", None) or []
+    if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise RewardError(
+            f"{source} is not a reward model (architectures: {', '.join(archs)}): loading it would give it a "
+            "random score head; train one with `vinaforge tune reward` (or the `reward` stage) and use its `final` folder"
+        )
+
+
 class RewardModel:
     """A loaded reward model; ``score`` returns one float per conversation (higher is better)."""
 
@@ -41,6 +53,7 @@ class RewardModel:
 
             check_model_source(str(model))
             self.source = str(model)
+            _check_is_reward_model(self.source)
             self.model = AutoModelForSequenceClassification.from_pretrained(self.source, num_labels=1,
                                                                             dtype=torch.float32)  # fmt: skip
             self.tokenizer = tokenizer or load_tokenizer(self.source)

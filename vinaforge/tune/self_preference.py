@@ -108,22 +108,13 @@ def make_scorer(cfg: JudgeConfig, policy: Any) -> Scorer:
 
 
 def _reward_model_scorer(path: str) -> Scorer:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """Scores from a reward-stage folder, through the one reward-model loader (it refuses a causal LM)."""
+    from vinaforge.generate.reward import RewardModel
 
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    rm = RewardModel(path)
 
     def score(prompt: list[dict], replies: list[str]) -> list[float | None]:
-        out = []
-        with torch.no_grad():
-            for r in replies:
-                msgs = [*prompt, {"role": "assistant", "content": r}]
-                text = tok.apply_chat_template(msgs, tokenize=False) if tok.chat_template else \
-                    "\n".join(m["content"] for m in msgs)  # fmt: skip
-                ids = tok(text, return_tensors="pt", truncation=True)
-                out.append(float(model(**ids).logits[0, 0]))
-        return out
+        return list(rm.score([[*prompt, {"role": "assistant", "content": r}] for r in replies]))
 
     return score
 
