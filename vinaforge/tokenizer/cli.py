@@ -1,4 +1,4 @@
-"""``vinaforge tokenizer``: train, extend, fertility, inspect.
+"""``vinaforge tokenizer``: train, extend, fertility, inspect, advise.
 
 A typer shell over :mod:`vinaforge.tokenizer`. Settings can also come from a YAML file
 (``--config``) and ``--set key=value`` overrides, validated like recipe stages. Heavy imports
@@ -249,5 +249,47 @@ def inspect(
             if (Path(spec) / EXTENSION_FILE).is_file():
                 new_from[spec] = read_extension(spec)["added"]["first_id"]
         render(inspect_texts(toks, texts), texts, new_from)
+
+    _run(go)
+
+
+@app.command()
+def advise(
+    base: Annotated[str, typer.Option(help="Base tokenizer: mistral-v0.1, a .model, a folder or hub id.")],
+    corpus: Annotated[list[str], typer.Option(help="Vietnamese corpus sample to learn tokens from (repeatable).")],
+    vi_text: Annotated[Path, typer.Option(help="Held-out Vietnamese texts: .txt, .jsonl(.gz), .conllu.")],
+    en_text: Annotated[Path | None, typer.Option(help="English texts (tokens per word must not move).")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="The model's folder (config.json is enough): adds compute and embedding costs.")
+    ] = None,
+    sizes: Annotated[str, typer.Option(help="Comma-separated numbers of tokens to add.")] = "1000,2000,4000,8000,16000",
+    sample_mb: Annotated[float, typer.Option(help="Read at most this many MB of corpus text.")] = 20.0,
+    limit: Annotated[int, typer.Option(help="Use at most this many texts per evaluation file.")] = 2000,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write advise.json/.md/.png here.")] = None,
+) -> None:
+    """Should this base be extended? Tokens per syllable and cost against added tokens, and a verdict."""
+
+    def go():
+        from vinaforge.tokenizer import advise as adv
+        from vinaforge.tokenizer.extend import ExtendSettings
+        from vinaforge.tokenizer.fertility import load_texts
+        from vinaforge.tokenizer.resolve import TokenizerError
+
+        try:
+            wanted = [int(s) for s in sizes.split(",") if s.strip()]
+        except ValueError:
+            raise TokenizerError(f"--sizes {sizes!r}: give comma-separated whole numbers, e.g. 1000,4000") from None
+        if any(s < 0 for s in wanted):
+            raise TokenizerError(f"--sizes {sizes!r}: sizes must not be negative")
+        if model is not None and not (model / "config.json").is_file():
+            raise TokenizerError(f"--model {model}: no config.json there")
+        vi = load_texts(vi_text, limit=limit)
+        en = load_texts(en_text, limit=limit) if en_text else None
+        settings = ExtendSettings(sample_bytes=int(sample_mb * 1e6))
+        advice = adv.advise(base, list(corpus), vi, en, model=model, sizes=wanted, settings=settings, progress=True)
+        typer.echo(adv.markdown(advice))
+        if output is not None:
+            adv.write(advice, output)
+            typer.echo(f"wrote {output}/advise.json, advise.md, advise.png")
 
     _run(go)
