@@ -173,3 +173,30 @@ def test_stage_config_needs_one_source():
 
     with pytest.raises(ValidationError, match="exactly one"):
         stage.Config()
+
+
+def test_stage_advise_adds_a_table_and_a_plot(tmp_path):
+    from vinaforge.stage import StageContext
+    from vinaforge.tokenizer import stage
+
+    cfg = stage.Config(corpus=[str(VI_DOCS)], max_new_tokens=256, pad_to_multiple_of=64, en_eval=[str(EN_DOCS)],
+                       advise={"sizes": [128, 256]})  # fmt: skip
+    work = tmp_path / ".tokenizer.partial"
+    work.mkdir()
+    ctx = StageContext(name="tokenizer", kind="tokenizer", run_dir=tmp_path, work_dir=work,
+                       final_dir=tmp_path / "tokenizer", upstream={}, log=logging.getLogger("vinaforge.test"))  # fmt: skip
+    result = stage.run(cfg, ctx)
+    assert "Should this base be extended?" in result.report and "**Recommendation:" in result.report
+    assert [f.path for f in result.figures] == ["fertility.png", "advise/advise.png"]
+    assert (work / "advise" / "advise.png").is_file() and "advised_new_tokens" in result.metrics
+
+
+def test_stage_advise_needs_a_corpus(tmp_path):
+    from pydantic import ValidationError
+
+    from vinaforge.tokenizer import stage
+
+    with pytest.raises(ValidationError, match="advise sweeps"):
+        stage.Config(vocab=str(tmp_path), advise={"sizes": [128]})
+    with pytest.raises(ValidationError, match="must not be negative"):
+        stage.Config(corpus=[str(VI_DOCS)], advise={"sizes": [-1]})

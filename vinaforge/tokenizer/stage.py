@@ -27,6 +27,19 @@ log = logging.getLogger(__name__)
 RESUMABLE = True
 
 
+class AdviseConfig(StageConfig):
+    """``advise``: also extend at several sizes and say which is worth it (``vinaforge tokenizer advise``)."""
+
+    sizes: list[int] = Field(default_factory=lambda: [1000, 2000, 4000, 8000, 16000], min_length=1)
+    model: InputPath | None = Field(None, description="the model folder (config.json): adds compute costs")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> AdviseConfig:
+        if any(s < 0 for s in self.sizes):
+            raise ValueError("advise.sizes: numbers of tokens to add must not be negative")
+        return self
+
+
 class Config(StageConfig, ExtendSettings):
     """Settings of the ``tokenizer`` stage (the extension settings plus sources and evaluation)."""
 
@@ -37,6 +50,7 @@ class Config(StageConfig, ExtendSettings):
     en_eval: InputPaths = Field(default_factory=list, description="English texts for fertility.")
     eval_field: str = Field("text", description="JSON field of the evaluation texts.")
     eval_max_texts: int = Field(2000, ge=1, description="At most this many texts per evaluation file.")
+    advise: AdviseConfig | None = Field(None, description="Sweep extension sizes and recommend one (corpus only).")
 
     @model_validator(mode="after")
     def _one_source(self) -> Config:
@@ -44,6 +58,12 @@ class Config(StageConfig, ExtendSettings):
             raise ValueError(
                 "give exactly one of `corpus` (texts to learn tokens from) or `vocab` (a trained tokenizer)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _advise_needs_corpus(self) -> Config:
+        if self.advise is not None and self.corpus is None:
+            raise ValueError("advise sweeps extensions learnt from `corpus`; it cannot use `vocab`")
         return self
 
     def settings(self) -> ExtendSettings:
@@ -151,6 +171,19 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         results, ctx.work_dir / "fertility.png", title="Tokens per syllable / word: base vs extended"
     )
 
+    figures = [Figure("fertility.png", "Tokens per Vietnamese syllable (and English word), base vs extended")]
+    report = _report(config, rec, results, source)
+    advice = None
+    if config.advise is not None and vi:
+        from vinaforge.tokenizer import advise as adv
+
+        advice = adv.advise(config.base, corpus or [], vi, en, model=config.advise.model, sizes=config.advise.sizes,
+                            settings=settings, work_dir=ctx.work_dir)  # fmt: skip
+        adv.write(advice, ctx.work_dir / "advise")
+        report += "\n\n**Should this base be extended?** (`vinaforge tokenizer advise`, on the same texts)\n\n"
+        report += adv.markdown(advice)
+        figures.append(Figure("advise/advise.png", "Tokens per syllable and relative compute against added tokens"))
+
     base_r, ext_r = results
     metrics = {
         "base_vocab_size": rec["base"]["vocab_size"],
@@ -163,11 +196,11 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         "base_en_tokens_per_word": base_r.en_tokens_per_word,
         "en_tokens_per_word": ext_r.en_tokens_per_word,
     }
+    if advice is not None:
+        metrics["advised_new_tokens"] = advice.recommended
     return StageResult(
         outputs={"tokenizer": "tokenizer", "fertility": "fertility.json"},
         metrics=metrics,
-        report=_report(config, rec, results, source),
-        figures=[
-            Figure("fertility.png", "Tokens per Vietnamese syllable (and English word), base vs extended")
-        ],
+        report=report,
+        figures=figures,
     )
