@@ -86,7 +86,7 @@ def arm_recipe(row: str, arm: str, seed: int, tokens: int, scale: dict, prep: Pa
     if extend:
         model["tokenizer"] = "@prep/tokenizer"
     recipe = {
-        "name": f"adapt-{row}-{_slug(arm)}-s{seed}",
+        "name": arm_name(extend, init, phases, seed),
         "run_dir": str(OUT / "runs"),
         "seed": seed,
         "stages": {
@@ -121,6 +121,14 @@ def arm_recipe(row: str, arm: str, seed: int, tokens: int, scale: dict, prep: Pa
         },
     }
     return _write(recipe)
+
+
+def arm_name(extend: bool, init: str, phases: list[tuple[str, float]], seed: int) -> str:
+    """A run name from the arm's configuration, so that the same arm in two rows (the extended,
+    mean-init, all-from-the-start arm is in all three) is trained once and reused."""
+    vocab = "ext" if extend else "basevocab"
+    steps = "-".join(f"{kind}{round(frac * 100)}" for kind, frac in phases)
+    return f"adapt-{vocab}-{init}-{_slug(steps)}-s{seed}"
 
 
 def _slug(text: str) -> str:

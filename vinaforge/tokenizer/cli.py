@@ -1,4 +1,4 @@
-"""``vinaforge tokenizer``: train, extend, fertility, inspect, advise.
+"""``vinaforge tokenizer``: train, extend, fertility, inspect, advise, import-gguf.
 
 A typer shell over :mod:`vinaforge.tokenizer`. Settings can also come from a YAML file
 (``--config``) and ``--set key=value`` overrides, validated like recipe stages. Heavy imports
@@ -291,5 +291,31 @@ def advise(
         if output is not None:
             adv.write(advice, output)
             typer.echo(f"wrote {output}/advise.json, advise.md, advise.png")
+
+    _run(go)
+
+
+@app.command("import-gguf")
+def import_gguf_cmd(
+    gguf_file: Annotated[Path, typer.Argument(help="A GGUF file with a tokenizer (a model or a vocab-only file).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output Hugging Face tokenizer folder.")],
+) -> None:
+    """A Hugging Face tokenizer folder from a GGUF file, checked against llama.cpp's .inp/.out if present."""
+
+    def go():
+        from vinaforge.tokenizer.gguf_import import import_gguf
+        from vinaforge.tokenizer.resolve import TokenizerError
+
+        if output.exists():
+            raise TokenizerError(f"{output} already exists; choose a new folder")
+        rec = import_gguf(gguf_file, output)
+        typer.echo(f"{output}: {rec['vocab_size']:,} tokens ({rec['gguf']['model']}, pre {rec['gguf']['pre']})")
+        for fix in rec["fixes"]:
+            typer.echo(f"  fixed: {fix}")
+        ref = rec["reference"]
+        if ref is not None:
+            typer.echo(f"  llama.cpp reference encodings: {ref['matched']}/{ref['texts']} identical")
+            for m in ref["mismatches"]:
+                typer.echo(f"    differs: {m['text']!r}: ours {m['ours']} llama.cpp {m['llama.cpp']}")
 
     _run(go)

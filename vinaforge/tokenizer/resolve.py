@@ -172,6 +172,10 @@ def resolve_base(spec: str | Path) -> BaseTokenizer:
     if path.is_dir():
         return _from_folder(text, path)
     if path.is_file():
+        if path.suffix == ".gguf":  # llama.cpp's format: imported once into a cache folder
+            from vinaforge.tokenizer.gguf_import import cached_import
+
+            return _from_folder(text, cached_import(path))
         if path.name.endswith(".json"):
             data = read_tokenizer_json(path)
             model_type = data["model"].get("type")
@@ -182,8 +186,8 @@ def resolve_base(spec: str | Path) -> BaseTokenizer:
             check_sentencepiece(path)
             return BaseTokenizer(text, "sentencepiece", path)
         raise TokenizerError(
-            f"{path}: unknown tokenizer format (expected a SentencePiece .model, a tokenizer.json "
-            f"or a Hugging Face folder)"
+            f"{path}: unknown tokenizer format (expected a SentencePiece .model, a tokenizer.json, "
+            f"a .gguf file or a Hugging Face folder)"
         )
     if text.count("/") == 1 and not text.startswith((".", "/", "~")):
         return _from_folder(text, _from_hub(text))

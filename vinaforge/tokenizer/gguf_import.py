@@ -1,0 +1,138 @@
+"""A Hugging Face tokenizer folder from a GGUF file, checked against llama.cpp's own encodings.
+
+transformers builds a tokenizer from a GGUF file (``AutoTokenizer.from_pretrained(dir,
+gguf_file=...)``, with the ``gguf`` package), but on llama.cpp's reference files
+(``ggml-vocab-*.gguf`` with ``.inp``/``.out``, 46 texts each) two families come out different,
+and both differences touch Vietnamese:
+
+- **Llama-3** (``tokenizer.ggml.pre = llama-bpe``): Meta's tokenizer.json sets
+  ``ignore_merges: true`` (a pre-token that is itself a vocabulary entry is one token), which the
+  GGUF converter leaves out; without it " Việt" becomes " Vi" + "ệ" + "t" instead of one token.
+- **SentencePiece** (``tokenizer.ggml.model = llama``): sentencepiece always adds the dummy
+  prefix "▁", also before a leading space; the converter's ``Metaspace(prepend_scheme="first")``
+  skips it when the text starts with a space. The legacy Llama normalizer (prepend "▁", then
+  spaces → "▁") is what sentencepiece and llama.cpp do.
+
+:func:`import_gguf` applies both fixes, saves the folder, and, when the ``.inp``/``.out`` files
+sit beside the GGUF file, records how many reference encodings it reproduces
+(``vinaforge_gguf_import.json``). A ``.gguf`` path is accepted wherever a base tokenizer is
+(:func:`vinaforge.tokenizer.resolve.resolve_base` imports it into a cache folder once).
+
+Hand-written: the two fixes and the reference check; the conversion is transformers'.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from vinaforge.tokenizer.resolve import TokenizerError
+
+RECORD = "vinaforge_gguf_import.json"
+SEPARATOR = "\n__ggml_vocab_test__\n"
+IGNORE_MERGES_PRE = {"llama-bpe", "llama3"}
+
+
+def gguf_fields(path: Path) -> dict[str, Any]:
+    """The tokenizer's model and pre-tokenizer names from the GGUF metadata."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise TokenizerError("reading GGUF files needs the `gguf` package: pip install 'vinaforge[gguf]' or gguf") from None
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as err:  # a truncated or foreign file: the reader raises many kinds
+        raise TokenizerError(f"{path}: not a readable GGUF file ({type(err).__name__}: {err})") from None
+
+    def text(key: str) -> str | None:
+        field = reader.fields.get(key)
+        if field is None:
+            return None
+        return bytes(field.parts[field.data[0]]).decode("utf-8")
+
+    model = text("tokenizer.ggml.model")
+    if model is None:
+        raise TokenizerError(f"{path}: this GGUF file has no tokenizer (no tokenizer.ggml.model key)")
+    return {"model": model, "pre": text("tokenizer.ggml.pre")}
+
+
+def _fix(tokenizer_json: dict[str, Any], fields: dict[str, Any]) -> list[str]:
+    fixes = []
+    if fields.get("pre") in IGNORE_MERGES_PRE and not tokenizer_json["model"].get("ignore_merges"):
+        tokenizer_json["model"]["ignore_merges"] = True
+        fixes.append("ignore_merges: true (Llama-3: a pre-token in the vocabulary is one token)")
+    pre = tokenizer_json.get("pre_tokenizer") or {}
+    if fields.get("model") == "llama" and pre.get("type") == "Metaspace":
+        tokenizer_json["normalizer"] = {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "▁"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+        ]}  # fmt: skip
+        tokenizer_json["pre_tokenizer"] = None
+        fixes.append("sentencepiece dummy prefix always added (legacy Llama normalizer)")
+    return fixes
+
+
+def reference_check(tokenizer: Any, gguf_path: Path, examples: int = 5) -> dict[str, Any] | None:
+    """Matches of llama.cpp's ``.inp``/``.out`` reference encodings, when they sit beside the file."""
+    inp, out = Path(f"{gguf_path}.inp"), Path(f"{gguf_path}.out")
+    if not (inp.is_file() and out.is_file()):
+        return None
+    texts = inp.read_text(encoding="utf-8").split(SEPARATOR)
+    refs = out.read_text(encoding="utf-8").splitlines()
+    n = min(len(texts), len(refs))
+    mismatches = []
+    for text, ref in zip(texts[:n], refs[:n], strict=True):
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        want = [int(x) for x in ref.split()]
+        if ids != want:
+            mismatches.append({"text": text[:80], "ours": ids[:16], "llama.cpp": want[:16]})
+    return {"texts": n, "matched": n - len(mismatches), "mismatches": mismatches[:examples]}
+
+
+def import_gguf(gguf_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """Write a HF tokenizer folder for ``gguf_path`` into ``out_dir``; returns the import record."""
+    from transformers import AutoTokenizer
+
+    from vinaforge.io import atomic_path, atomic_write_json
+
+    src = Path(gguf_path)
+    if not src.is_file():
+        raise TokenizerError(f"GGUF file {src} does not exist")
+    fields = gguf_fields(src)
+    try:
+        converted = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+    except Exception as err:
+        raise TokenizerError(f"{src}: transformers cannot build a tokenizer from it ({type(err).__name__}: {err})") from None
+    out = Path(out_dir)
+    with atomic_path(out) as tmp:
+        converted.save_pretrained(str(tmp))
+        tj_path = tmp / "tokenizer.json"
+        tj = json.loads(tj_path.read_text(encoding="utf-8"))
+        fixes = _fix(tj, fields)
+        tj_path.write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
+        tok = AutoTokenizer.from_pretrained(str(tmp))
+        record = {"source": str(src), "sha256": _sha256(src), "gguf": fields, "vocab_size": len(tok),
+                  "fixes": fixes, "reference": reference_check(tok, src)}  # fmt: skip
+        atomic_write_json(tmp / RECORD, record)
+    return record
+
+
+def cached_import(gguf_path: str | Path) -> Path:
+    """The imported folder of a GGUF file in the user cache (imported on first use)."""
+    src = Path(gguf_path)
+    root = Path(os.environ.get("VINAFORGE_CACHE", Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "vinaforge"))
+    folder = root.expanduser() / "gguf-tokenizers" / f"{src.stem}-{_sha256(src)[:16]}"
+    if not (folder / RECORD).is_file():
+        import_gguf(src, folder)
+    return folder
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
