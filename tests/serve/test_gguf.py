@@ -92,3 +92,36 @@ def test_gguf_prompt_tokens_include_the_chat_template(templated_gguf):
 
 def long_chat(system: str, words: int) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": " ".join(["chào"] * words)}]
+
+
+def test_gguf_echo_logprobs_serve_lm_eval(gguf_file, tiny_model_dir, templated_gguf):
+    """Issue 22: lm-eval's local-completions loglikelihoods against the GGUF backend agree with
+    lm-eval's hf model on the folder it was exported from (f16 weights: to a small tolerance)."""
+    import openai
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+
+    from vinaforge.serve.config import ServeConfig
+    from vinaforge.serve.server import ServerThread, build_app
+
+    pairs = [("Hà Nội là thủ đô của", " Việt Nam"), ("The capital of France is", " Paris")]
+    hf = HFLM(pretrained=str(tiny_model_dir), device="cpu", batch_size=1)
+    want = hf.loglikelihood([Instance("loglikelihood", {}, p, i) for i, p in enumerate(pairs)], disable_tqdm=True)
+    cfg = ServeConfig(model=str(gguf_file), backend="gguf", served_name="tiny-gguf", port=0,
+                      api_key_env="VINAFORGE_TEST_NO_KEY")  # fmt: skip
+    with ServerThread(build_app(cfg), cfg) as s:
+        api = LocalCompletionsAPI(model="tiny-gguf", base_url=s.url + "/v1/completions", tokenizer_backend="huggingface",
+                                  tokenizer=str(tiny_model_dir), batch_size=1, max_retries=1, num_concurrent=1,
+                                  add_bos_token=True)  # fmt: skip
+        got = api.loglikelihood([Instance("loglikelihood", {}, p, i) for i, p in enumerate(pairs)], disable_tqdm=True)
+    for (lp, _), (ref, _) in zip(got, want, strict=True):
+        assert lp == pytest.approx(ref, rel=0.02, abs=0.05)
+    cfg = ServeConfig(model=str(templated_gguf), backend="gguf", served_name="t", port=0,
+                      api_key_env="VINAFORGE_TEST_NO_KEY")  # fmt: skip
+    with ServerThread(build_app(cfg), cfg) as s:
+        client = openai.OpenAI(base_url=s.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        chat = client.chat.completions.create(model="t", messages=[{"role": "user", "content": "Xin chào"}],
+                                              max_tokens=4, temperature=0, logprobs=True, top_logprobs=1)  # fmt: skip
+        for t in chat.choices[0].logprobs.content:
+            assert t.logprob <= 0 and len(t.top_logprobs) == 1

@@ -43,6 +43,7 @@ class GGUFBackend(Backend):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no such GGUF file")
         self.path = str(p)
+        self.n_threads = n_threads
         self.llm = llama_cpp.Llama(model_path=self.path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
         self.context_length = int(self.llm.n_ctx())
         self._lock = threading.Lock()
@@ -135,8 +136,56 @@ class GGUFBackend(Backend):
         self.usage.add(c)
         yield StreamEvent("", c)
 
+    # ------------------------------------------------------------------ scoring (logprobs, echo)
+
+    def token_ids(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_special_tokens, special=True))
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        specials = {self.llm.token_bos(), self.llm.token_eos()}
+        return self.llm.detokenize([i for i in ids if i not in specials]).decode("utf-8", errors="replace")
+
+    def piece(self, token_id: int) -> str:
+        return self.llm.detokenize([token_id]).decode("utf-8", errors="replace")
+
+    def prompt_text(self, request: RequestLike) -> str:
+        """The text llama.cpp continues: a raw prompt, or the messages in the GGUF's chat template."""
+        req = as_request(request)
+        if req.prompt is not None:
+            return req.prompt
+        formatter = self._formatter()
+        if formatter is None:
+            raise NotImplementedError(f"{self.path} has no chat template: chat logprobs need one")
+        return formatter(messages=req.messages).prompt
+
+    def score(self, sequences: Sequence[Sequence[int]], top: int = 0) -> list[Any]:
+        """Teacher-forced token log-probabilities, from a second llama.cpp context that keeps the
+        logits of every position (``logits_all``: the generating one keeps only the last)."""
+        import llama_cpp
+        import numpy as np
+
+        from vinaforge.generate.logprobs import from_log_softmax
+
+        out = []
+        with self._lock:
+            if getattr(self, "_scorer", None) is None:
+                self._scorer = llama_cpp.Llama(model_path=self.path, n_ctx=self.context_length, logits_all=True,
+                                               n_threads=self.n_threads, verbose=False)  # fmt: skip
+            for ids in sequences:
+                ids = list(ids)
+                if not ids or len(ids) > self.context_length:
+                    raise ValueError(f"{len(ids)} tokens to score; this model takes 1 to {self.context_length}")
+                self._scorer.reset()
+                self._scorer.eval(ids)
+                logits = np.asarray(self._scorer.scores[: len(ids)], dtype=np.float32)
+                shifted = logits - logits.max(axis=-1, keepdims=True)
+                logprobs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+                out.append(from_log_softmax(ids, logprobs, top, self.piece))
+        return out
+
     def describe(self) -> dict[str, Any]:
         return {"kind": "gguf", "model": self.path, "context": self.context_length}
 
     def close(self) -> None:
         self.llm = None
+        self._scorer = None

@@ -337,6 +337,41 @@ class LocalBackend(Backend):
         self.usage.add(c)
         yield StreamEvent("", c)
 
+    # ------------------------------------------------------------------ scoring (logprobs, echo)
+
+    def token_ids(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """``text`` as this model's token ids (a chat prompt's BOS is in its text already)."""
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def piece(self, token_id: int) -> str:
+        """A token's text as OpenAI lists it: with its leading space (" và", not "và")."""
+        text = self.tokenizer.decode([token_id])
+        raw = self.tokenizer.convert_ids_to_tokens(token_id) or ""
+        if raw.startswith("\u2581") and not text.startswith(" "):
+            text = " " + text
+        return text
+
+    def score(self, sequences: Sequence[Sequence[int]], top: int = 0) -> list[Any]:
+        """Teacher-forced token log-probabilities of each sequence (:mod:`vinaforge.generate.logprobs`)."""
+        import torch
+
+        from vinaforge.generate.logprobs import from_log_softmax
+
+        out = []
+        for ids in sequences:
+            ids = list(ids)
+            if not ids:
+                raise GenerationError("cannot score an empty token sequence")
+            if self.context_length and len(ids) > self.context_length:
+                raise GenerationError(f"{len(ids)} tokens to score, over the model's context of {self.context_length}")
+            with self._lock, torch.inference_mode():
+                logits = self.model(torch.tensor([ids], device=self.device)).logits[0].float()
+            out.append(from_log_softmax(ids, logits.log_softmax(-1).cpu(), top, self.piece))
+        return out
+
     def describe(self) -> dict[str, Any]:
         from vinaforge.model.tiny import is_random_init
 

@@ -29,6 +29,7 @@ import logging
 import time
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -41,6 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vinaforge.generate.base import Completion, GenRequest, SamplingParams
 from vinaforge.generate.batching import Ticket, TicketEvent
 from vinaforge.generate.local import GenerationError
+from vinaforge.generate.logprobs import MAX_TOP_LOGPROBS, TokenLogprobs
 from vinaforge.serve.config import ServeConfig
 from vinaforge.serve.engines import Engine
 
@@ -200,9 +202,6 @@ UNSUPPORTED_UNLESS_OFF: dict[str, tuple[Any, ...]] = {
     "logit_bias": (None, {}),
     "repeat_penalty": (None, 1, 1.0),
     "repetition_penalty": (None, 1, 1.0),
-    "logprobs": (None, False, 0),
-    "top_logprobs": (None, 0),
-    "echo": (None, False),
     "suffix": (None, ""),
 }
 
@@ -223,9 +222,48 @@ def refuse_unsupported(body: dict) -> None:
                        code="unsupported_parameter")  # fmt: skip
 
 
-def parse_sampling(body: dict, cfg: ServeConfig) -> SamplingParams:
+@dataclass
+class LogprobsRequest:
+    """What a request asks of scoring: ``top`` alternatives per token, and the prompt echoed back."""
+
+    top: int = 0
+    echo: bool = False
+
+
+def parse_completion_logprobs(body: dict) -> LogprobsRequest | None:
+    """``/v1/completions``: ``logprobs`` is the number of alternatives (0–20); ``echo`` a boolean."""
+    echo = body.get("echo", False)
+    if echo is None:
+        echo = False
+    if not isinstance(echo, bool):
+        raise APIError(400, "echo must be true or false", param="echo")
+    lp = body.get("logprobs")
+    if lp is not None and (isinstance(lp, bool) or not isinstance(lp, int) or not 0 <= lp <= MAX_TOP_LOGPROBS):
+        raise APIError(400, f"logprobs must be an integer from 0 to {MAX_TOP_LOGPROBS} on /v1/completions",
+                       param="logprobs")  # fmt: skip
+    if lp is None and not echo:
+        return None
+    return LogprobsRequest(top=lp or 0, echo=echo)
+
+
+def parse_chat_logprobs(body: dict) -> LogprobsRequest | None:
+    """``/v1/chat/completions``: ``logprobs`` is a boolean; ``top_logprobs`` (0–20) needs it."""
+    lp, top = body.get("logprobs"), body.get("top_logprobs")
+    if lp is not None and not isinstance(lp, bool):
+        raise APIError(400, "logprobs must be true or false on /v1/chat/completions", param="logprobs")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS):
+        raise APIError(400, f"top_logprobs must be an integer from 0 to {MAX_TOP_LOGPROBS}", param="top_logprobs")
+    if top and not lp:
+        raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
+    return LogprobsRequest(top=top or 0) if lp else None
+
+
+def parse_sampling(body: dict, cfg: ServeConfig, allow_zero_tokens: bool = False) -> SamplingParams:
+    """Sampling settings; ``max_tokens: 0`` only where it means "score the prompt" (``echo``)."""
     refuse_unsupported(body)
     key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    if allow_zero_tokens and body.get(key) == 0:
+        body = {**body, key: 1}  # the caller generates nothing; the rest of the settings are checked
     max_tokens = _number(body, key, int, cfg.default_max_tokens, 1)
     if max_tokens > cfg.max_tokens_limit:
         raise APIError(400, f"{key} is {max_tokens}, over this server's limit of {cfg.max_tokens_limit}", param=key,
@@ -251,6 +289,31 @@ def parse_sampling(body: dict, cfg: ServeConfig) -> SamplingParams:
         stop=stops,
         n=_number(body, "n", int, 1, 1, cfg.max_n),
     )
+
+
+MAX_PROMPTS = 64
+
+
+def parse_prompts(prompt: Any) -> list[str | list[int]]:
+    """``prompt`` as OpenAI takes it: a string, a list of strings, token ids, or lists of token ids."""
+    def is_ids(x: Any) -> bool:
+        return isinstance(x, list) and bool(x) and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
+                                                      for t in x)  # fmt: skip
+
+    if isinstance(prompt, str):
+        prompts: list = [prompt]
+    elif is_ids(prompt):
+        prompts = [prompt]
+    elif isinstance(prompt, list) and prompt and all(isinstance(p, str) or is_ids(p) for p in prompt):
+        prompts = list(prompt)
+    else:
+        raise APIError(400, "prompt must be a non-empty string, a list of strings, a list of token ids or a list "
+                            "of lists of token ids", param="prompt")  # fmt: skip
+    if any(isinstance(p, str) and not p for p in prompts):
+        raise APIError(400, "prompt must not be empty", param="prompt")
+    if len(prompts) > MAX_PROMPTS:
+        raise APIError(400, f"at most {MAX_PROMPTS} prompts per request, got {len(prompts)}", param="prompt")
+    return prompts
 
 
 # ---------------------------------------------------------------------- the app
@@ -530,7 +593,10 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
         state.check_model(body.get("model"))
         messages = parse_messages(body.get("messages"))
         params = parse_sampling(body, cfg)
+        lpreq = parse_chat_logprobs(body)
         stream = bool(body.get("stream"))
+        if stream and lpreq is not None:
+            raise APIError(400, "logprobs are not supported with stream", param="stream")
         messages, passages = await asyncio.to_thread(retrieve, body, messages)
         req = GenRequest(messages=messages)
         prompt_tokens = await asyncio.to_thread(check_prompt, req, params)
@@ -547,6 +613,14 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
         state.served += 1
         choices = [{"index": i, "message": {"role": "assistant", "content": c.text or ""}, "logprobs": None,
                     "finish_reason": _finish(c)} for i, c in enumerate(comps)]  # fmt: skip
+        if lpreq is not None:
+            try:
+                prompt_text = await asyncio.to_thread(engine.prompt_text, req)
+            except NotImplementedError as err:
+                raise APIError(400, str(err), param="logprobs", code="unsupported_parameter") from None
+            for choice, c in zip(choices, comps, strict=True):
+                scored = await asyncio.to_thread(score_reply, prompt_text, c.text or "", lpreq, False)
+                choice["logprobs"] = scored.chat_shape()
         return {"id": rid, "object": "chat.completion", "created": created, "model": cfg.model_id,
                 "choices": choices, "usage": usage_of(comps, prompt_tokens),
                 **rag_extra(passages, [c.text or "" for c in comps])}  # fmt: skip
@@ -597,33 +671,101 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
                 state.cancelled += 1
             state.release()
 
+    def score_reply(prompt: str | list[int], reply: str, lpreq: LogprobsRequest, raw: bool) -> TokenLogprobs:
+        """Token logprobs of ``reply`` after ``prompt``, and of the prompt too when echoing.
+
+        ``raw``: a /v1/completions prompt, tokenised with the tokenizer's usual specials (BOS) as
+        generation tokenises it; a chat prompt is the rendered template, which has its BOS.
+        """
+        try:
+            if isinstance(prompt, str):
+                prompt_ids, prompt_text = engine.tokenize(prompt, raw), prompt
+            else:
+                prompt_ids, prompt_text = list(prompt), engine.detokenize(prompt)
+            scored = engine.score([prompt_ids + reply_ids(prompt_text, reply)], lpreq.top)[0]
+        except NotImplementedError as err:
+            raise APIError(400, str(err), param="logprobs", code="unsupported_parameter") from None
+        except IndexError:
+            raise APIError(400, "a prompt token id is outside the model's vocabulary", param="prompt") from None
+        except (GenerationError, ValueError) as err:
+            raise APIError(400, str(err), param="prompt", code="context_length_exceeded") from None
+        return scored if lpreq.echo else scored.tail(len(prompt_ids))
+
+    def reply_ids(prompt_text: str, reply: str) -> list[int]:
+        """``reply``'s tokens as they follow ``prompt_text`` (so " và" keeps its space)."""
+        if not reply:
+            return []
+        head, full = engine.tokenize(prompt_text), engine.tokenize(prompt_text + reply)
+        if full[: len(head)] == head and len(full) > len(head):
+            return full[len(head) :]
+        return engine.tokenize(reply)
+
     @app.post("/v1/completions")
     async def completions(request: Request):
         state.check_key(request)
         body = await json_body(request)
         state.check_model(body.get("model"))
-        prompt = body.get("prompt")
-        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-            prompt = prompt[0]
-        if not isinstance(prompt, str) or not prompt:
-            raise APIError(400, "prompt must be a non-empty string", param="prompt")
-        params = parse_sampling(body, cfg)
-        req = GenRequest(prompt=prompt)
-        prompt_tokens = await asyncio.to_thread(check_prompt, req, params)
-        ticket, queue = await admit(req, params)
-        rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        prompts = parse_prompts(body.get("prompt"))
+        lpreq = parse_completion_logprobs(body)
+        echoing = lpreq is not None and lpreq.echo
+        key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+        score_only = echoing and body.get(key) == 0  # OpenAI's legacy way to score a text
+        params = parse_sampling(body, cfg, allow_zero_tokens=echoing)
         if body.get("stream"):
-            return sse(completion_stream(ticket, queue, params, rid, created))
-        try:
-            comps = await collect(ticket, queue, params.n)
-        finally:
-            state.release()
-        failed(comps)
+            if lpreq is not None:
+                raise APIError(400, "logprobs and echo are not supported with stream", param="stream")
+            if len(prompts) != 1 or not isinstance(prompts[0], str):
+                raise APIError(400, "a streamed completion takes one string prompt", param="prompt")
+        rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        choices, comps_all, prompt_total = [], [], 0
+        for p_index, prompt in enumerate(prompts):
+            text = prompt if isinstance(prompt, str) else await asyncio.to_thread(token_prompt_text, prompt)
+            req = GenRequest(prompt=text)
+            prompt_tokens = len(prompt) if isinstance(prompt, list) else await asyncio.to_thread(check_prompt, req, params)
+            if isinstance(prompt, list):
+                check_token_prompt(prompt, params, score_only)
+            if score_only:
+                comps = [Completion("", "length", prompt_tokens, 0, sample_index=j) for j in range(params.n)]
+            else:
+                ticket, queue = await admit(req, params)
+                if body.get("stream"):
+                    return sse(completion_stream(ticket, queue, params, rid, created))
+                try:
+                    comps = await collect(ticket, queue, params.n)
+                finally:
+                    state.release()
+                failed(comps)
+            prompt_total += prompt_tokens
+            comps_all.extend(comps)
+            for j, c in enumerate(comps):
+                choice = {"index": p_index * params.n + j, "text": c.text or "", "logprobs": None,
+                          "finish_reason": _finish(c)}  # fmt: skip
+                if lpreq is not None:
+                    scored = await asyncio.to_thread(score_reply, prompt, c.text or "", lpreq, True)
+                    choice["logprobs"] = scored.completion_shape(0 if echoing else len(text))
+                    if echoing:
+                        choice["text"] = text + (c.text or "")
+                choices.append(choice)
         state.served += 1
-        choices = [{"index": i, "text": c.text or "", "logprobs": None, "finish_reason": _finish(c)}
-                   for i, c in enumerate(comps)]  # fmt: skip
-        return {"id": rid, "object": "text_completion", "created": created, "model": cfg.model_id,
-                "choices": choices, "usage": usage_of(comps, prompt_tokens)}  # fmt: skip
+        out = sum(c.completion_tokens for c in comps_all)
+        return {"id": rid, "object": "text_completion", "created": created, "model": cfg.model_id, "choices": choices,
+                "usage": {"prompt_tokens": prompt_total, "completion_tokens": out, "total_tokens": prompt_total + out}}  # fmt: skip
+
+    def token_prompt_text(ids: list[int]) -> str:
+        try:
+            return engine.detokenize(ids)
+        except NotImplementedError as err:
+            raise APIError(400, f"{err}: send the prompt as text", param="prompt") from None
+        except (IndexError, ValueError, TypeError, OverflowError):
+            raise APIError(400, "a prompt token id is outside the model's vocabulary", param="prompt") from None
+
+    def check_token_prompt(ids: list[int], params: SamplingParams, score_only: bool) -> None:
+        ctx = engine.context_length
+        need = len(ids) + (0 if score_only else params.max_new_tokens)
+        if ctx and need > ctx:
+            raise APIError(400, f"this model's context is {ctx} tokens; the prompt has {len(ids)} and max_tokens asks "
+                                f"for {0 if score_only else params.max_new_tokens}", param="prompt",
+                           code="context_length_exceeded")  # fmt: skip
 
     async def completion_stream(ticket: Ticket, queue: asyncio.Queue, params: SamplingParams, rid: str, created: int):
         deadline = time.monotonic() + cfg.request_timeout

@@ -48,6 +48,30 @@ class Engine(ABC):
     def queued(self) -> int:
         return 0
 
+    # Scoring, for ``logprobs`` and ``echo``: backends that can (local, GGUF) have these methods;
+    # an upstream OpenAI-compatible server cannot be asked for them here.
+    backend: Any = None
+
+    def _scoring(self, name: str):
+        fn = getattr(self.backend, name, None)
+        if fn is None:
+            raise NotImplementedError(f"the {getattr(self.backend, 'name', 'configured')} backend gives no logprobs")
+        return fn
+
+    def tokenize(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return self._scoring("token_ids")(text, add_special_tokens)
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self._scoring("detokenize")(ids)
+
+    def prompt_text(self, request: GenRequest) -> str:
+        """The exact text the model continues for ``request`` (chat messages in its template)."""
+        fn = getattr(self.backend, "prompt_text", None) or self._scoring("prompt_of")
+        return fn(request)
+
+    def score(self, sequences: list[list[int]], top: int = 0) -> list:
+        return self._scoring("score")(sequences, top)
+
     def describe(self) -> dict[str, Any]:
         return {}
 
