@@ -52,3 +52,24 @@ def check_tokenizer_fits(model: Any, tokenizer: Any, where: str, *, added_ids: i
         check_vocab_fits(rows, len(tokenizer) - added_ids, tokenizer_name(tokenizer), allow_smaller)
     except TokenizerMismatchError as err:
         raise InputCheckError(f"{where}: {err}") from None
+
+
+def check_safetensors_complete(path: str | Path, what: str = "weights") -> list[Path]:
+    """Every ``*.safetensors`` file at ``path`` (a file or a folder), checked to be whole.
+
+    ``safetensors`` checks at open time that the header is whole and that the data covers every
+    tensor it declares, so this reads only the headers. A file cut short (a copy that stopped)
+    used to fail deep inside mergekit or PEFT, as a traceback.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(p.glob("*.safetensors"))
+    for f in files:
+        try:
+            with safe_open(str(f), framework="numpy"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise InputCheckError(f"{what} {f}: truncated or damaged safetensors file "
+                                  f"({str(err).strip().splitlines()[0]})") from None  # fmt: skip
+    return files

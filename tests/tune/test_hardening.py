@@ -108,3 +108,28 @@ def test_tune_prints_a_short_summary_and_writes_the_json(tiny_dir, tmp_path):
     printed = [line for line in res.output.splitlines() if line.startswith(("sft:", "model:", "summary:"))]
     assert printed[0].startswith("sft: steps 2, final loss") and printed[-1] == f"summary: {out / 'summary.json'}"
     assert '"before"' not in res.output and '"prompts"' not in res.output
+
+
+def test_self_preference_with_a_larger_tokenizer_is_one_line(tiny_dir, tmp_path):
+    """It used to crash with an IndexError in the embedding when sampling began."""
+    from typer.testing import CliRunner
+
+    from vinaforge.cli import app
+
+    folder = _with_tokenizer(tiny_dir, tmp_path / "mixed", 2000)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "Xin chào"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    cfg = tmp_path / "sp.yaml"
+    cfg.write_text(json.dumps({"prompts": [str(prompts)], "backend": {"model": str(folder)}, "n": 2,
+                               "judge": {"kind": "rules"}}), encoding="utf-8")  # fmt: skip
+    res = CliRunner().invoke(app, ["tune", "self-preference", "--config", str(cfg), "--output", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "embedding rows" in res.output and "does not belong" in res.output, res.output
+    assert "IndexError" not in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("weight", [-1.0, 0.0])
+def test_rl_reward_weights_must_be_positive(weight):
+    from vinaforge.tune.rl import RewardSpec
+
+    with pytest.raises(ValidationError, match=r"weights must be > 0"):
+        RewardSpec(kind="vietnamese", weight=weight)

@@ -74,6 +74,7 @@ class LocalBackend(Backend):
             if tokenizer is None:
                 raise GenerationError("an in-memory model needs its tokenizer")
         self.model.eval()
+        self._check_tokenizer()
         self.batch_size = max(1, int(batch_size))
         self._lock = threading.Lock()
         self._stop_cache: dict[tuple[str, ...], list] = {}
@@ -87,6 +88,16 @@ class LocalBackend(Backend):
         self.template, self.template_name = self._pick_template(chat_template)
         self.template_stops = self._template_stops()
         self.context_length = getattr(self.model.config, "max_position_embeddings", None)
+
+    def _check_tokenizer(self) -> None:
+        """A tokenizer with more ids than the model has rows is another model's: generating with it
+        crashed with an IndexError deep in the embedding (self-preference, serve)."""
+        from vinaforge.checks import InputCheckError, check_tokenizer_fits
+
+        try:
+            check_tokenizer_fits(self.model, self.tokenizer, self.source, allow_smaller=True)
+        except InputCheckError as err:
+            raise GenerationError(str(err)) from None
 
     # ------------------------------------------------------------------ prompts
 

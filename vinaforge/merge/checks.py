@@ -80,8 +80,14 @@ def tensor_names(path: Path) -> set[str]:
         if list(path.glob("*.bin")):
             return set()  # pickled checkpoints: mergekit reads them; names are not checked here
         raise MergeInputError(f"model folder {path} holds no weights (*.safetensors or *.bin)")
+    from vinaforge.checks import InputCheckError, check_safetensors_complete
+
     names: set[str] = set()
     for f in files:
+        try:
+            check_safetensors_complete(f, "model")
+        except InputCheckError as err:
+            raise MergeInputError(str(err)) from None
         with safe_open(str(f), framework="pt") as fh:
             names.update(fh.keys())
     return names
@@ -135,9 +141,78 @@ def check_vocabularies(models: list[ModelInfo], has_tokenizer_setting: bool) -> 
         )
 
 
+def tokenizer_fingerprint(path: Path) -> tuple[str, str] | None:
+    """(file kind, hash of the vocabulary: token → id) of a folder's tokenizer, or None without one."""
+    import hashlib
+
+    tj, spm = path / "tokenizer.json", path / "tokenizer.model"
+    if tj.is_file():
+        try:
+            data = json.loads(tj.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise MergeInputError(f"{tj}: not valid JSON ({err})") from None
+        vocab = (data.get("model") or {}).get("vocab")
+        added = sorted((t.get("id"), t.get("content")) for t in data.get("added_tokens") or [])
+        blob = json.dumps([vocab, added], sort_keys=True, ensure_ascii=False)
+        return "tokenizer.json", hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    if spm.is_file():
+        return "tokenizer.model", hashlib.sha256(spm.read_bytes()).hexdigest()
+    return None
+
+
+def check_tokenizers(models: list[ModelInfo], has_tokenizer_setting: bool) -> None:
+    """Same-sized vocabularies can still be different tokenizers (row 500 is another token in
+    each): averaging those rows is meaningless, so it needs a tokenizer setting too."""
+    if has_tokenizer_setting:
+        return
+    prints = {m.path: tokenizer_fingerprint(m.path) for m in models}
+    for kind in {f[0] for f in prints.values() if f}:  # a tokenizer.json is compared with tokenizer.json files
+        known = {p: f[1] for p, f in prints.items() if f and f[0] == kind}
+        if len(set(known.values())) <= 1:
+            continue
+        first = next(iter(known))
+        other = next(p for p, f in known.items() if f != known[first])
+        raise MergeInputError(
+            f"models {first} and {other} have different tokenizers (the same id is a different token); "
+            "merge models of one tokenizer, or add `tokenizer: {source: union}` (or a model's folder) "
+            "so mergekit aligns the rows by token"
+        )
+
+
 def check_models(paths: list[str | Path], has_tokenizer_setting: bool) -> list[ModelInfo]:
     """All checks on the folders a merge reads; returns their metadata."""
     infos = [read_model_info(p) for p in paths]
     check_compatible(infos)
     check_vocabularies(infos, has_tokenizer_setting)
+    check_tokenizers(infos, has_tokenizer_setting)
     return infos
+
+
+#: methods that add weighted task vectors (model − base): a negative weight subtracts one, which is
+#: task arithmetic's "negation" (forgetting a behaviour). Elsewhere a weight is a share of a model.
+TASK_VECTOR_METHODS = frozenset({"task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs",
+                                 "breadcrumbs_ties", "della", "della_linear"})  # fmt: skip
+
+
+def check_weights(cfg: dict) -> list[str]:
+    """Refuse a negative ``weight`` where it has no meaning; return a warning for each allowed one."""
+    method = str(cfg.get("merge_method", ""))
+    warnings = []
+    entries = [(m.get("model"), m.get("parameters") or {}) for m in cfg.get("models") or [] if isinstance(m, dict)]
+    entries += [(src.get("model"), src.get("parameters") or {}) for sl in cfg.get("slices") or []
+                for src in (sl.get("sources") or []) if isinstance(src, dict)]  # fmt: skip
+    for model, params in entries:
+        weight = params.get("weight") if isinstance(params, dict) else None
+        values = weight if isinstance(weight, list) else [weight]
+        negative = [v for v in values if isinstance(v, int | float) and v < 0]
+        if not negative:
+            continue
+        if method not in TASK_VECTOR_METHODS:
+            raise MergeInputError(
+                f"model {model} has weight {negative[0]} in a {method!r} merge, where a weight is a model's share "
+                f"and must be >= 0; negative weights mean 'subtract this task vector' only in "
+                f"{', '.join(sorted(TASK_VECTOR_METHODS))}"
+            )
+        warnings.append(f"model {model} has weight {negative[0]}: its task vector is subtracted ({method})")
+    return warnings
+

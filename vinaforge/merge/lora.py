@@ -61,10 +61,46 @@ def check_adapter(path: str | Path) -> dict:
         raise MergeInputError(f"adapter folder {p} does not exist")
     if not cfg.is_file():
         raise MergeInputError(f"adapter folder {p} has no adapter_config.json; is it a PEFT adapter?")
-    data = json.loads(cfg.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MergeInputError(f"{cfg}: not valid JSON ({err})") from None
     if data.get("peft_type") not in ("LORA", None):
         raise MergeInputError(f"adapter {p} is a {data.get('peft_type')} adapter; only LoRA adapters merge here")
+    if data.get("task_type") not in ("CAUSAL_LM", None):
+        raise MergeInputError(f"adapter {p} was trained for {data.get('task_type')} (a reward or classifier head), "
+                              "not CAUSAL_LM; it cannot be folded into a causal language model")  # fmt: skip
+    from vinaforge.checks import InputCheckError, check_safetensors_complete
+
+    try:
+        check_safetensors_complete(p, "adapter")
+    except InputCheckError as err:
+        raise MergeInputError(str(err)) from None
     return data
+
+
+def check_adapter_base(adapter: str | Path, adapter_cfg: dict, base: str | Path) -> None:
+    """The adapter was trained on a model of the base's kind: same architecture and shapes.
+
+    PEFT loads an adapter onto any model whose module names and shapes happen to match (a
+    Mistral adapter onto a Llama of the same size) and exited 0; when the adapter's recorded base
+    is a local folder, its config must agree with ours.
+    """
+    from vinaforge.merge.checks import SHAPE_KEYS
+
+    recorded = adapter_cfg.get("base_model_name_or_path")
+    if not recorded or not (Path(recorded) / "config.json").is_file() or not (Path(base) / "config.json").is_file():
+        return
+    if Path(recorded).resolve() == Path(base).resolve():
+        return
+    theirs = json.loads((Path(recorded) / "config.json").read_text(encoding="utf-8"))
+    ours = json.loads((Path(base) / "config.json").read_text(encoding="utf-8"))
+    keys = ("model_type", *SHAPE_KEYS)
+    diff = [k for k in keys if theirs.get(k) != ours.get(k)]
+    if diff or (theirs.get("architectures") or [None])[0] != (ours.get("architectures") or [None])[0]:
+        detail = ", ".join(f"{k} {theirs.get(k)} vs {ours.get(k)}" for k in diff) or "architectures differ"
+        raise MergeInputError(f"adapter {adapter} was trained on {recorded}, a model of another kind than the base "
+                              f"{base} ({detail}); fold it into the model it was trained on")  # fmt: skip
 
 
 def merge_lora(cfg: LoraMergeConfig, out_dir: str | Path, overwrite: bool = False) -> dict:
@@ -77,8 +113,15 @@ def merge_lora(cfg: LoraMergeConfig, out_dir: str | Path, overwrite: bool = Fals
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise MergeInputError(f"output folder {out} exists; remove it or choose another --output")
+    from vinaforge.merge.checks import read_model_info
+
+    if Path(cfg.base).is_dir():
+        read_model_info(cfg.base)  # a config and whole weights (a hub id is loaded as it is)
     for spec in cfg.adapters:
-        check_adapter(spec.path)
+        check_adapter_base(spec.path, check_adapter(spec.path), cfg.base)
+        if spec.weight < 0:
+            log.warning("adapter %s has weight %s: its update is subtracted (task-vector negation)", spec.path,
+                        spec.weight)  # fmt: skip
     started = time.time()
     try:
         model = load_causal_lm(cfg.base, dtype=cfg.dtype)

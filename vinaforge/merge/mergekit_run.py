@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vinaforge.io import atomic_path
-from vinaforge.merge.checks import MergeInputError, check_models
+from vinaforge.merge.checks import MergeInputError, check_models, check_weights
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,8 @@ def run_mergekit(
     if out.exists() and not overwrite:
         raise MergeInputError(f"output folder {out} exists; remove it or choose another --output")
     cfg = _keep_padded_rows(absolutize_paths(cfg))
+    for warning in check_weights(cfg):
+        log.warning(warning)
     merge_config = load_merge_config(cfg)
     if cfg["merge_method"] not in {m.spec.name for m in registered_methods()}:
         raise MergeInputError(f"merge method {cfg['merge_method']!r} is not registered in this mergekit")

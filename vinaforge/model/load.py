@@ -84,23 +84,31 @@ def read_model_config(folder: str | Path) -> dict:
 
 
 def check_weights(folder: str | Path) -> list[Path]:
-    """Open every ``*.safetensors`` file of a model folder; a truncated or damaged one is an error.
+    """Every ``*.safetensors`` file of a model folder, whole (:func:`vinaforge.checks.check_safetensors_complete`)."""
+    from vinaforge.checks import InputCheckError, check_safetensors_complete
 
-    ``safetensors`` checks at open time that the header is whole and that the data covers every
-    tensor it declares, so this reads only the headers, not the weights.
+    try:
+        return check_safetensors_complete(folder, "model")
+    except InputCheckError as err:
+        raise ModelLoadError(str(err)) from None
+
+
+HEAD_ONLY_SUFFIXES = ("ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")
+
+
+def check_is_causal_lm(folder: str | Path) -> None:
+    """Refuse a reward or classifier checkpoint where a causal LM is needed.
+
+    ``AutoModelForCausalLM`` loads a ``…ForSequenceClassification`` folder without a word: the
+    body's weights, a freshly random LM head, and the score head dropped, so exporting or
+    finetuning a reward model "worked" and produced noise.
     """
-    from safetensors import SafetensorError, safe_open
-
-    files = sorted(Path(folder).glob("*.safetensors"))
-    for f in files:
-        try:
-            with safe_open(str(f), framework="numpy"):
-                pass
-        except (SafetensorError, OSError) as err:
-            raise ModelLoadError(
-                f"{f}: truncated or damaged safetensors file ({str(err).strip().splitlines()[0]})"
-            ) from None
-    return files
+    archs = read_model_config(folder).get("architectures") or []
+    head = next((a for a in archs if a.endswith(HEAD_ONLY_SUFFIXES)), None)
+    if head:
+        raise ModelLoadError(f"{folder} is a {head} (a reward or classifier model with a score head, not a "
+                             "language model); this step needs a causal LM (…ForCausalLM): give the model "
+                             "it was trained from, or a chat model")  # fmt: skip
 
 
 def load_causal_lm(
@@ -114,6 +122,8 @@ def load_causal_lm(
 
     name_or_path = str(name_or_path)
     check_model_source(name_or_path)
+    if looks_like_path(name_or_path):
+        check_is_causal_lm(name_or_path)
     kwargs = {"dtype": torch_dtype(dtype)}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation

@@ -61,6 +61,12 @@ class RewardSpec(BaseModel):
             raise ValueError("a reward of kind 'model' needs `model:` (the reward stage's output folder)")
         if self.min_syllables > self.max_syllables:
             raise ValueError("min_syllables must not exceed max_syllables")
+        if self.weight <= 0:
+            # every reward kind here is "higher is better": a negative weight trains toward what
+            # the term penalises (a non-Vietnamese, uncited or wrong-length reply), zero does nothing
+            raise ValueError(f"reward {self.kind!r} has weight {self.weight}; weights must be > 0 (every reward "
+                             "here scores higher for better replies: a negative weight would train toward worse "
+                             "ones; leave a term out to turn it off)")  # fmt: skip
         return self
 
 
