@@ -117,8 +117,8 @@ def test_negative_lora_weight_subtracts_the_update(family, adapter, tmp_path, ca
 
 def test_a_reward_model_is_not_exported_or_merged_as_a_causal_lm(family, tmp_path):
     """`export run` and `merge lora` loaded a sequence-classification folder as a causal LM."""
-    from typer.testing import CliRunner
     from transformers import AutoModelForSequenceClassification
+    from typer.testing import CliRunner
 
     from vinaforge.cli import app
 
