@@ -21,6 +21,7 @@ these. Hand-written glue over transformers, PEFT, bitsandbytes and TRL; nothing 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -370,12 +371,29 @@ def set_threads(threads: int | None) -> None:
 
 
 def latest_checkpoint(folder: Path) -> str | None:
-    """The newest ``checkpoint-N`` a trainer left in ``folder`` (resume point), if any."""
+    """The newest complete ``checkpoint-N`` a trainer left in ``folder`` (resume point), if any.
+
+    The HF Trainer writes a checkpoint in place (weights, optimizer, RNG, then
+    ``trainer_state.json`` last), so a run killed while saving leaves a folder without its state;
+    resuming from it failed. Only checkpoints whose state file is whole count.
+    """
     ckpts = sorted(
         (p for p in Path(folder).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
         key=lambda p: int(p.name.split("-")[-1]),
     )
-    return str(ckpts[-1]) if ckpts else None
+    for ckpt in reversed(ckpts):
+        if _complete_checkpoint(ckpt):
+            return str(ckpt)
+        log.warning("%s was cut off while being saved; resuming from an earlier checkpoint", ckpt)
+    return None
+
+
+def _complete_checkpoint(ckpt: Path) -> bool:
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def save_tuned(loaded: Loaded, out_dir: Path, *, merge: bool = True, meta: dict | None = None) -> Path:
