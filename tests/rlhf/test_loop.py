@@ -99,3 +99,12 @@ def test_simulated_raters_rank_every_prompt_once_each(tmp_path):
     again.mkdir()
     step_rank(cfg, samples, again, seed=7)
     assert (again / "rankings.jsonl").read_text() == (tmp_path / "rankings.jsonl").read_text()  # seeded
+    # noisy raters disagree; the reward reader keeps each rater's list as its own comparison
+    from vinaforge.tune.reward import Config as RewardConfig
+    from vinaforge.tune.reward import read_reward_data
+
+    noisy = tmp_path / "noisy"
+    noisy.mkdir()
+    step_rank(cfg.model_copy(update={"ranker": cfg.ranker.model_copy(update={"noise": 5.0})}), samples, noisy, seed=7)
+    data = read_reward_data([str(noisy / "rankings.jsonl")], RewardConfig(model=str(tmp_path), data=[str(noisy)]))
+    assert data.rater_disagreements > 0 and len(data.pairs) == 12 * 3

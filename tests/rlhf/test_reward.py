@@ -51,9 +51,32 @@ def test_bad_rankings(tmp_path):
     ])  # fmt: skip
     with pytest.raises(TuneError, match="inconsistent duplicate rankings.*dup.jsonl:1 and .*dup.jsonl:2"):
         read_reward_data([str(bad)], cfg)
+    same_rater = _write(tmp_path / "same.jsonl", [
+        {"prompt": "Q?", "replies": ["x", "y"], "ranks": [1, 2], "ranked_by": "r1"},
+        {"prompt": "Q?", "replies": ["x", "y"], "ranks": [2, 1], "ranked_by": "r1"},
+    ])  # fmt: skip
+    with pytest.raises(TuneError, match="same.jsonl:1 and .*same.jsonl:2.*both by rater 'r1'"):
+        read_reward_data([str(same_rater)], cfg)
     empty = _write(tmp_path / "empty.jsonl", [{"prompt": "Q?", "ranked": ["a"]}])
     with pytest.raises(TuneError, match="no usable pairs"):
         read_reward_data([str(empty)], cfg)
+
+
+def test_raters_may_disagree(tmp_path):
+    """Simulated raters (``ranked_by``) and the app's export (``rater``) each rank on their own."""
+    cfg = Config(model=str(tmp_path), data=[str(tmp_path)])
+    f = _write(tmp_path / "raters.jsonl", [
+        {"prompt": "Q?", "replies": ["x", "y", "z"], "ranks": [1, 2, 3], "ranked_by": "simulated-rater-0"},
+        {"prompt": "Q?", "replies": ["y", "x", "z"], "ranks": [1, 2, 3], "ranked_by": "simulated-rater-1"},
+        {"prompt": "Q?", "replies": ["x", "y", "z"], "ranks": [1, 2, 3], "ranked_by": "simulated-rater-2"},
+        {"prompt": "P?", "chosen": "a", "rejected": "b", "rater": "u1"},
+        {"prompt": "P?", "chosen": "b", "rejected": "a", "rater": "u2"},
+    ])  # fmt: skip
+    data = read_reward_data([str(f)], cfg)
+    assert len(data.pairs) == 3 * 3 + 2 and not data.rejected
+    assert data.rater_disagreements == 2  # (x, y) of Q? and (a, b) of P?
+    xy = [p.chosen for p in data.pairs if {p.chosen, p.rejected} == {"x", "y"}]
+    assert sorted(xy) == ["x", "x", "y"]  # the majority still wins two votes to one
 
 
 def test_reward_model_learns_vietnamese_over_english(tiny_dir, vi_over_en, tmp_path):

@@ -14,8 +14,9 @@ Data:
   or adjacent pairs only; ties are dropped or trained as half-wins both ways; pair weights are
   uniform, per prompt (each list counts once) or by rank gap.
 
-A list with one reply, contradictory duplicate rankings of the same replies and an empty data set
-are refused with the file and line. The report gives held-out pairwise accuracy, accuracy by rank
+A list with one reply, contradictory duplicate rankings of the same replies by the same rater (or
+by unnamed records) and an empty data set are refused with the file and line; different raters
+(``ranked_by`` or ``rater``) may disagree, and their disagreements are counted in the summary. The report gives held-out pairwise accuracy, accuracy by rank
 gap, chosen/rejected reward distributions and calibration (predicted P(chosen ≻ rejected) =
 σ(r_c − r_r) against observed accuracy, with the expected calibration error).
 
@@ -88,6 +89,7 @@ class RewardData:
     rejected: list[Rejected] = field(default_factory=list)
     n_in: int = 0
     n_lists: int = 0
+    rater_disagreements: int = 0  # pairs that two different raters order in opposite ways (both kept)
 
 
 def _prompt_messages(value: Any) -> list[dict[str, str]]:
@@ -148,10 +150,24 @@ def _is_ranked_list(rec: Any) -> bool:
     return isinstance(rec, dict) and ("ranked" in rec or ("replies" in rec and "ranks" in rec))
 
 
+def rater_of(rec: Any) -> str | None:
+    """Who ranked a record: ``ranked_by`` (the loop's lists) or ``rater`` (the collection app's export)."""
+    if not isinstance(rec, dict):
+        return None
+    who = rec.get("ranked_by", rec.get("rater"))
+    return None if who is None else str(who)
+
+
 def read_reward_data(sources: list[str], cfg: Config) -> RewardData:
-    """Pairs from every source; unusable records rejected with ``file:line`` and their reason."""
+    """Pairs from every source; unusable records rejected with ``file:line`` and their reason.
+
+    Two raters may disagree: both pairs are kept (Bradley–Terry expects noisy labels, and the
+    disagreements are counted). One rater (or unnamed records) ordering the same two replies both
+    ways is a data error and is refused.
+    """
     data = RewardData()
-    seen: dict[tuple, tuple[str, str]] = {}  # (prompt, sorted pair) -> (winner, where)
+    seen: dict[tuple, tuple[str, str]] = {}  # (rater, prompt, sorted pair) -> (winner, where)
+    winners: dict[tuple, set[str]] = defaultdict(set)  # (prompt, sorted pair) -> winners by any rater
     keyed: list[tuple[tuple, Pair]] = []
     for where, rec in iter_raw_records(sources):
         data.n_in += 1
@@ -171,15 +187,20 @@ def read_reward_data(sources: list[str], cfg: Config) -> RewardData:
         except ConversationError as err:
             data.rejected.append(Rejected(where, str(err), None if isinstance(rec, Exception) else rec))
             continue
+        rater = rater_of(rec)
         for p in new:
             p.group, p.source = json.dumps(p.prompt, ensure_ascii=False, sort_keys=True), where
             key = (p.group, *sorted((p.chosen.strip(), p.rejected.strip())))
             if not p.tie:
-                prev = seen.get(key)
+                prev = seen.get((rater, *key))
                 if prev and prev[0] != p.chosen.strip():
+                    who = f" (both by rater {rater!r})" if rater is not None else ""
                     raise TuneError(f"inconsistent duplicate rankings: {prev[1]} and {where} order the same two replies "
-                                    "of the same prompt in opposite ways; resolve or drop one of them")  # fmt: skip
-                seen[key] = (p.chosen.strip(), where)
+                                    f"of the same prompt in opposite ways{who}; resolve or drop one of them")  # fmt: skip
+                seen[(rater, *key)] = (p.chosen.strip(), where)
+                if winners[key] and p.chosen.strip() not in winners[key]:
+                    data.rater_disagreements += 1
+                winners[key].add(p.chosen.strip())
             keyed.append((key, p))
     data.pairs = [p for _, p in keyed]
     if not data.pairs:
@@ -310,6 +331,7 @@ def train_reward(cfg: Config, out_dir: Path, *, seed: int = 0) -> dict[str, Any]
     summary = {
         "method": "reward", "mode": cfg.mode, "template": choice.name, "pairs_in": len(data.pairs),
         "records_in": data.n_in, "ranked_lists": data.n_lists, "rejected": len(data.rejected),
+        "rater_disagreements": data.rater_disagreements,
         "train_pairs": len(train), "eval_pairs": len(held), "steps": trainer.state.global_step,
         "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
         "eval_before": before, "eval": after, "eval_accuracy": (after or {}).get("accuracy"),
