@@ -317,6 +317,26 @@ def _finalise(work_dir: Path, final_dir: Path, run_dir: Path) -> None:
         _remove_tree(trash, run_dir)
 
 
+def seed_everything(seed: int) -> None:
+    """Reset the global random generators before each stage.
+
+    A stage that draws from them before its trainer seeds itself (a new reward head, rows added by
+    ``resize_token_embeddings``) would otherwise depend on what earlier stages in the same process
+    drew, so ``--from`` in a new process gave another model than the chained run.
+    """
+    import random
+
+    random.seed(seed)
+    with contextlib.suppress(ImportError):
+        import numpy
+
+        numpy.random.seed(seed % 2**32)
+    with contextlib.suppress(ImportError):
+        import torch
+
+        torch.manual_seed(seed)
+
+
 def _run_stage(recipe: Recipe, spec: StageSpec, run_dir: Path, final_dir: Path, inputs: list[dict]) -> dict:
     check_refs(recipe, spec, run_dir)
     config = resolved_config(spec, {s.name: run_dir / s.name for s in recipe.stages})
@@ -337,6 +357,7 @@ def _run_stage(recipe: Recipe, spec: StageSpec, run_dir: Path, final_dir: Path, 
         )
         logger.info("stage %s (%s): starting in %s", spec.name, spec.kind, work_dir)
         start = time.perf_counter()
+        seed_everything(recipe.seed)
         try:
             result = spec.module.run(config, ctx)
             record = _result_dict(result, time.perf_counter() - start)

@@ -4,12 +4,12 @@ checkpoint is being written), then resume; the result must equal a clean run's.
 
 The chain is tests/engine/tiny_post.yaml (about a minute on 2 cores). What is guaranteed:
 
-- sft and dpo resume from their last complete checkpoint (a checkpoint cut off while being saved
-  is skipped: resuming from one used to fail) with the trainer's saved optimizer, schedule and
-  RNG state, so their final weights equal an uninterrupted run's (to 1e-5);
-- the reward model resumes the same way and finishes, but its weights differ from a clean run's
-  by up to about 7e-3 (two clean runs are bit-identical): a known gap in the reward stage's
-  resume, not yet found, so only a whole, finite model and its metrics are checked;
+- sft, dpo and reward resume from their last complete checkpoint (a checkpoint cut off while
+  being saved is skipped: resuming from one used to fail) with the trainer's saved optimizer,
+  schedule and RNG state, so their final weights equal an uninterrupted run's (to 1e-5). The
+  reward model used to differ by up to 7e-2: its new score head was drawn from the global
+  generator before the trainer seeded it, so it depended on what earlier stages in the same
+  process had drawn; the runner now seeds every stage;
 - GRPO samples its completions, and a resumed sampler does not replay the same random stream
   bit for bit, so for rl only what is guaranteed is checked: it finishes all its steps from its
   checkpoint, and its output is a whole model;
@@ -120,11 +120,8 @@ def test_kills_during_post_training_resume_to_a_clean_result(reference, tmp_path
     run_ok(runs)
     manifest = json.loads((run / "manifest.json").read_text())
     assert {"model", "sft", "dpo", "reward", "rl", "merge", "export"} <= set(manifest["stages"])
-    for stage in ("sft", "dpo"):
+    for stage in ("sft", "dpo", "reward"):
         assert_close(weights(run / stage / "final"), weights(reference / stage / "final"), stage)
-    # the reward model resumes and finishes, but not bit for bit (see the module docstring)
-    got, want = weights(run / "reward" / "final"), weights(reference / "reward" / "final")
-    assert got.keys() == want.keys() and all(t.isfinite().all() for t in got.values())
     assert json.loads((run / "reward" / "result.json").read_text()).get("metrics")
     rl = json.loads((run / "rl" / "result.json").read_text())
     assert json.loads((run / "rl" / "history.json").read_text()), "rl kept its training history"
