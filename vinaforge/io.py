@@ -47,6 +47,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def link_tree(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Expose ``src`` (file or folder) at ``dst`` by hard links (a copy across devices).
+
+    Stage outputs named at the top of a stage folder, so ``@stage/name`` works, without doubling
+    the disk a model takes. An existing ``dst`` (a resumed stage) is replaced.
+    """
+    src, dst = Path(src), Path(dst)
+
+    def link(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    if dst.is_dir() and not dst.is_symlink():
+        shutil.rmtree(dst)
+    elif dst.exists() or dst.is_symlink():
+        dst.unlink()
+    if src.is_dir():
+        shutil.copytree(src, dst, copy_function=link)
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        link(str(src), str(dst))
+    return dst
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

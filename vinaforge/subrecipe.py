@@ -13,12 +13,11 @@ Hand-written: recipe composition is part of our run engine (:mod:`vinaforge.runn
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 from pydantic import Field, model_validator
 
+from vinaforge.io import link_tree
 from vinaforge.recipe import InputPath
 from vinaforge.stage import StageConfig, StageContext, StageResult
 
@@ -48,20 +47,6 @@ class Config(StageConfig):
         return self
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    def link(s: str, d: str) -> None:
-        try:
-            os.link(s, d)
-        except OSError:
-            shutil.copy2(s, d)
-
-    if src.is_dir():
-        shutil.copytree(src, dst, copy_function=link)
-    else:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        link(str(src), str(dst))
-
-
 def run(config: Config, ctx: StageContext) -> StageResult:
     from vinaforge.recipe import load_recipe
     from vinaforge.runner import _load_manifest, run_recipe
@@ -73,7 +58,7 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         src = run_dir / target
         if not src.exists():
             raise FileNotFoundError(f"outputs.{name}: {src} does not exist after running {config.recipe}")
-        _link_tree(src, ctx.work_dir / name)
+        link_tree(src, ctx.work_dir / name)
         outputs[name] = name
     stages = _load_manifest(run_dir / "manifest.json")["stages"]
     walls = {k: v.get("wall_time_s") for k, v in stages.items()}

@@ -64,6 +64,16 @@ def test_iteration_runs_and_resumes(tiny_dir, vi_prompts, reward_model, tmp_path
     assert (tmp_path / "steps/6-rl/final/config.json").is_file()
     # a random tiny judge gives unparsable verdicts, so the ratings may hold no games; the step still ran
     assert "elo" in figures["judge"]["ratings"] and (tmp_path / "steps/7-judge").is_dir()
+    # as a recipe stage, its outputs sit at the top of the stage folder, where `@loop/policy` looks
+    from types import SimpleNamespace
+
+    from vinaforge.loop import stage
+
+    for _ in range(2):  # the second time, as after a resume, the links are replaced
+        result = stage.run(cfg, SimpleNamespace(work_dir=tmp_path, seed=0))
+    assert result.outputs == {"policy": "policy", "reward_model": "reward_model", "rankings": "rankings.jsonl"}
+    assert (tmp_path / "policy/config.json").is_file() and (tmp_path / "reward_model/config.json").is_file()
+    assert (tmp_path / "rankings.jsonl").read_text() == (tmp_path / "steps/4-rankings/rankings.jsonl").read_text()
 
 
 def test_empty_prompts(tiny_dir, reward_model, tmp_path):

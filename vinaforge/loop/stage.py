@@ -1,7 +1,12 @@
-"""Stage ``loop``: one iteration of the community loop inside a recipe (see :mod:`.iteration`)."""
+"""Stage ``loop``: one iteration of the community loop inside a recipe (see :mod:`.iteration`).
+
+Its outputs are linked at the top of the stage folder (``@loop/policy``, ``@loop/reward_model``,
+``@loop/rankings.jsonl``) so later stages can name them.
+"""
 
 from __future__ import annotations
 
+from vinaforge.io import link_tree
 from vinaforge.loop.iteration import Config, WaitingForRankings, report_section, run_iteration
 from vinaforge.stage import StageContext, StageResult
 
@@ -14,7 +19,9 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         figures = run_iteration(config, ctx.work_dir, seed=ctx.seed)
     except WaitingForRankings as err:  # not a failure: people have to rank first
         raise RuntimeError(str(err)) from None
-    outputs = {"policy": "steps/6-rl/final", "reward_model": "steps/5-reward/final",
-               "rankings": "steps/4-rankings/rankings.jsonl"}  # fmt: skip
+    steps = {"policy": "steps/6-rl/final", "reward_model": "steps/5-reward/final",
+             "rankings.jsonl": "steps/4-rankings/rankings.jsonl"}  # fmt: skip
+    outputs = {name.removesuffix(".jsonl"): str(link_tree(ctx.work_dir / src, ctx.work_dir / name).name)
+               for name, src in steps.items()}  # fmt: skip
     metrics = {k: v for name in ("reward", "rl") for k, v in (figures.get(name) or {}).items() if k != "finished"}
     return StageResult(outputs=outputs, metrics=metrics, report=report_section(figures))
