@@ -95,3 +95,29 @@ def test_bad_logprobs_requests_are_400_naming_the_field(server, path, body, para
     r = httpx.post(server.url + path, json={"model": "tiny", "max_tokens": 2, **body}, timeout=60)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == param
+
+
+def test_an_openai_upstream_cannot_score_and_says_so(server):
+    """``--backend openai`` proxies generation only: logprobs/echo are refused with a 400, not a 500."""
+    import httpx
+
+    from vinaforge.serve.api import create_app
+    from vinaforge.serve.config import ServeConfig
+    from vinaforge.serve.engines import build_engine
+    from vinaforge.serve.server import ServerThread
+
+    cfg = ServeConfig(backend="openai", upstream=server.url + "/v1", model="tiny", port=0,
+                      api_key_env="VINAFORGE_TEST_NO_KEY")  # fmt: skip
+    proxy = ServerThread(create_app(cfg, build_engine(cfg)), cfg).start()
+    try:
+        url = proxy.url
+        ok = httpx.post(url + "/v1/completions", json={"model": "tiny", "prompt": "Xin", "max_tokens": 2}, timeout=60)
+        assert ok.status_code == 200, ok.text
+        for path, body in (("/v1/completions", {"prompt": "Xin chào", "echo": True, "logprobs": 1, "max_tokens": 0}),
+                           ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Xin chào"}],
+                                                     "logprobs": True, "max_tokens": 2})):  # fmt: skip
+            r = httpx.post(url + path, json={"model": "tiny", **body}, timeout=60)
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["param"] == "logprobs" and "gives no logprobs" in r.json()["error"]["message"]
+    finally:
+        proxy.stop(timeout=10)

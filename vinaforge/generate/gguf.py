@@ -24,6 +24,7 @@ from vinaforge.generate.base import (
     StreamEvent,
     as_request,
 )
+from vinaforge.generate.logprobs import ScoringUnavailable
 
 
 class GGUFUnavailable(ImportError):
@@ -155,7 +156,7 @@ class GGUFBackend(Backend):
             return req.prompt
         formatter = self._formatter()
         if formatter is None:
-            raise NotImplementedError(f"{self.path} has no chat template: chat logprobs need one")
+            raise ScoringUnavailable(f"{self.path} has no chat template: chat logprobs need one")
         return formatter(messages=req.messages).prompt
 
     def score(self, sequences: Sequence[Sequence[int]], top: int = 0) -> list[Any]:

@@ -21,6 +21,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+
+class ScoringUnavailable(Exception):
+    """This backend (or this model) cannot score tokens: the API answers 400 naming the field.
+
+    Its own class, not ``NotImplementedError``, so that a real missing method elsewhere is not
+    mistaken for an unsupported request parameter.
+    """
+
+
 #: the most top-logprobs a request may ask for (OpenAI allows 5 on completions, 20 on chat)
 MAX_TOP_LOGPROBS = 20
 

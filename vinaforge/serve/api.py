@@ -42,7 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vinaforge.generate.base import Completion, GenRequest, SamplingParams
 from vinaforge.generate.batching import Ticket, TicketEvent
 from vinaforge.generate.local import GenerationError
-from vinaforge.generate.logprobs import MAX_TOP_LOGPROBS, TokenLogprobs
+from vinaforge.generate.logprobs import MAX_TOP_LOGPROBS, ScoringUnavailable, TokenLogprobs
 from vinaforge.serve.config import ServeConfig
 from vinaforge.serve.engines import Engine
 
@@ -616,7 +616,7 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
         if lpreq is not None:
             try:
                 prompt_text = await asyncio.to_thread(engine.prompt_text, req)
-            except NotImplementedError as err:
+            except ScoringUnavailable as err:
                 raise APIError(400, str(err), param="logprobs", code="unsupported_parameter") from None
             for choice, c in zip(choices, comps, strict=True):
                 scored = await asyncio.to_thread(score_reply, prompt_text, c.text or "", lpreq, False)
@@ -683,7 +683,7 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
             else:
                 prompt_ids, prompt_text = list(prompt), engine.detokenize(prompt)
             scored = engine.score([prompt_ids + reply_ids(prompt_text, reply)], lpreq.top)[0]
-        except NotImplementedError as err:
+        except ScoringUnavailable as err:
             raise APIError(400, str(err), param="logprobs", code="unsupported_parameter") from None
         except IndexError:
             raise APIError(400, "a prompt token id is outside the model's vocabulary", param="prompt") from None
@@ -754,7 +754,7 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
     def token_prompt_text(ids: list[int]) -> str:
         try:
             return engine.detokenize(ids)
-        except NotImplementedError as err:
+        except ScoringUnavailable as err:
             raise APIError(400, f"{err}: send the prompt as text", param="prompt") from None
         except (IndexError, ValueError, TypeError, OverflowError):
             raise APIError(400, "a prompt token id is outside the model's vocabulary", param="prompt") from None

@@ -26,6 +26,7 @@ from typing import Any
 
 from vinaforge.generate.base import Backend, Completion, GenRequest, SamplingParams
 from vinaforge.generate.batching import BatchingEngine, ContinuousBatchingEngine, Ticket, TicketEvent
+from vinaforge.generate.logprobs import ScoringUnavailable
 from vinaforge.serve.config import ServeConfig
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class Engine(ABC):
     def _scoring(self, name: str):
         fn = getattr(self.backend, name, None)
         if fn is None:
-            raise NotImplementedError(f"the {getattr(self.backend, 'name', 'configured')} backend gives no logprobs")
+            raise ScoringUnavailable(f"the {getattr(self.backend, 'name', 'configured')} backend gives no logprobs")
         return fn
 
     def tokenize(self, text: str, add_special_tokens: bool = False) -> list[int]:
