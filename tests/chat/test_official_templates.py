@@ -130,3 +130,70 @@ def test_mistral_against_mistral_common_differs_only_in_the_inst_prefix_space():
     assert diffs == {(28792, 733)}
     assert sum(a != b for a, b in zip(ours, ref.tokens, strict=True)) == sum(m["role"] == "user" for m in messages)
     assert tok.decode(ref.tokens) == tok.decode(ours).replace("[INST]", " [INST]")  # the one space
+
+
+LLAMA2_MODEL = SHARED / "tokenizers" / "llama2" / "tokenizer.model"
+
+
+def meta_llama2_tokens(sp, dialog: list[dict[str, str]]) -> list[int]:
+    """Meta's own Llama-2 chat format: ``chat_completion`` in facebookresearch/llama's
+    ``llama/generation.py``, which encodes each (user, reply) pair as its own SentencePiece chunk
+    with BOS and EOS, and the last user turn with BOS only."""
+    b_inst, e_inst, b_sys, e_sys = "[INST]", "[/INST]", "<<SYS>>\n", "\n<</SYS>>\n\n"
+    if dialog[0]["role"] == "system":
+        first = {"role": dialog[1]["role"], "content": b_sys + dialog[0]["content"] + e_sys + dialog[1]["content"]}
+        dialog = [first, *dialog[2:]]
+    out: list[int] = []
+    for prompt, answer in zip(dialog[::2], dialog[1::2], strict=False):
+        text = f"{b_inst} {prompt['content'].strip()} {e_inst} {answer['content'].strip()} "
+        out += [sp.bos_id(), *sp.encode(text), sp.eos_id()]
+    if dialog[-1]["role"] == "user":
+        out += [sp.bos_id(), *sp.encode(f"{b_inst} {dialog[-1]['content'].strip()} {e_inst}")]
+    return out
+
+
+@pytest.mark.parametrize("messages", [[SYSTEM, *TURNS[:3]], TURNS[:3], TURNS, [SYSTEM, *TURNS]])
+def test_llama2_against_metas_format_differs_only_in_the_inst_prefix_space(messages):
+    """``llama2`` vs Meta's reference on the Llama-2 tokenizer: the same text, and the same tokens
+    except the first of each ``[INST]``. Meta encodes each turn as a new SentencePiece chunk, so it
+    starts with the dummy-prefix piece "▁[" (518); transformers encodes the rendered string in one
+    go and gives "[" (29961) after ``<s>``. The same difference as ``mistral`` against
+    mistral_common, pinned so that any other divergence fails; see docs/chat.md."""
+    if not LLAMA2_MODEL.is_file():
+        pytest.skip(f"{LLAMA2_MODEL} is absent")
+    import sentencepiece as spm
+
+    from vinaforge.chat import apply_chat_template
+    from vinaforge.tokenizer.resolve import resolve_tokenizer
+
+    ref = meta_llama2_tokens(spm.SentencePieceProcessor(model_file=str(LLAMA2_MODEL)), messages)
+    tok = resolve_tokenizer(LLAMA2_MODEL)
+    apply_chat_template(tok, "llama2")
+    ours = list(tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+    assert len(ours) == len(ref)
+    diffs = [(a, b) for a, b in zip(ours, ref, strict=True) if a != b]
+    assert set(diffs) == {(29961, 518)} and len(diffs) == sum(m["role"] == "user" for m in messages)
+
+
+def fastchat_prompt(name: str, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    """FastChat's own rendering (``fastchat.conversation.get_conv_template(name).get_prompt()``)."""
+    conversation = pytest.importorskip("fastchat.conversation")
+    conv = conversation.get_conv_template(name)
+    user, assistant = conv.roles
+    for m in messages:
+        if m["role"] == "system":
+            conv.set_system_message(m["content"])
+        else:
+            conv.append_message(user if m["role"] == "user" else assistant, m["content"])
+    if add_generation_prompt:
+        conv.append_message(assistant, None)
+    return conv.get_prompt()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_vicuna_renders_like_fastchats_vicuna_v1_1(case):
+    """``vicuna`` vs FastChat's ``vicuna_v1.1`` (the format VBD-LLaMA2-Chat uses), with its default
+    system prompt when the conversation has none. FastChat's text has no BOS: its tokenizer adds it."""
+    messages, gen = CASES[case]
+    mine = render(messages, TEMPLATES["vicuna"].jinja, bos_token="<s>", eos_token="</s>", add_generation_prompt=gen).text
+    assert mine == "<s>" + fastchat_prompt("vicuna_v1.1", messages, gen)

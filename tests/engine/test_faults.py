@@ -15,73 +15,24 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from faultkit import RecipeRuns, kill_tree
 
 pytestmark = pytest.mark.slow  # about 90 s on an idle 2-core machine; still run in CI
 
-REPO = Path(__file__).resolve().parents[2]
 RECIPE = "tests/engine/tiny_pipeline.yaml"
-ENV = {
-    **os.environ,
-    "HF_HUB_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "OMP_NUM_THREADS": "1",
-    "COLUMNS": "1000",  # log lines unwrapped, so that the checks below can read them
-}
-
-
-def command(runs: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "vinaforge", "run", RECIPE, "--run-dir", str(runs), *args]
 
 
 def run_ok(runs: Path, *args: str) -> str:
-    out = subprocess.run(command(runs, *args), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return " ".join(out.stderr.split())
-
-
-def kill_tree(proc: subprocess.Popen) -> None:
-    """``kill -9`` the run and every worker it forked (its own session), as a crash of the machine would."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    return RecipeRuns(RECIPE, runs, timeout=300).ok(*args)
 
 
 def kill_when(runs: Path, event: Callable[[], bool], *args: str, what: str) -> bool:
-    """Start a run and ``kill -9`` it as soon as ``event()`` is true.
-
-    Returns False when the run finished by itself before the event could be seen (a short window
-    on a fast machine); fails on any other ending.
-    """
-    log = runs.parent / f"kill-{time.monotonic_ns()}.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen(
-            command(runs, *args), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 240
-    try:
-        while not event():
-            if proc.poll() is not None:
-                assert proc.returncode == 0, log.read_text()[-3000:]
-                return False
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}")
-            time.sleep(0.005)
-    finally:
-        if proc.poll() is None:
-            kill_tree(proc)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"the run ended by itself before {what}"
-    return True
+    return RecipeRuns(RECIPE, runs, timeout=240).kill_when(event, *args, what=what)
 
 
 def sha(path: Path) -> str:
@@ -179,10 +130,7 @@ def test_random_kills_from_scratch_resume_to_a_clean_result(reference, tmp_path)
     runs = tmp_path / "runs"
     moments = [round(rng.uniform(3.0, 20.0), 2) for _ in range(2)]  # seconds after each (re)start
     for moment in moments:
-        proc = subprocess.Popen(
-            command(runs), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = RecipeRuns(RECIPE, runs).start()
         try:
             proc.wait(timeout=moment)
         except subprocess.TimeoutExpired:

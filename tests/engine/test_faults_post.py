@@ -20,72 +20,20 @@ The chain is tests/engine/tiny_post.yaml (about a minute on 2 cores). What is gu
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from faultkit import RecipeRuns, assert_close, weights
 
-REPO = Path(__file__).resolve().parents[2]
 RECIPE = "tests/engine/tiny_post.yaml"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
-       "COLUMNS": "1000"}  # fmt: skip
-
-
-def command(runs: Path) -> list[str]:
-    return [sys.executable, "-m", "vinaforge", "run", RECIPE, "--run-dir", str(runs)]
 
 
 def run_ok(runs: Path) -> None:
-    out = subprocess.run(command(runs), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    RecipeRuns(RECIPE, runs, timeout=600).ok()
 
 
 def kill_when(runs: Path, event, what: str) -> bool:
-    """Start the run and ``kill -9`` its whole process group once ``event()`` holds; False when
-    the run finished first (the window was too short to see)."""
-    log = runs.parent / f"kill-{time.monotonic_ns()}.log"
-    runs.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as err:
-        proc = subprocess.Popen(command(runs), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err,
-                                start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 300
-    try:
-        while not event():
-            if proc.poll() is not None:
-                assert proc.returncode == 0, log.read_text()[-3000:]
-                return False
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}")
-            time.sleep(0.005)
-    finally:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait()
-    return proc.returncode == -signal.SIGKILL
-
-
-def weights(folder: Path) -> dict:
-    from safetensors.torch import load_file
-
-    out = {}
-    for f in sorted(folder.glob("*.safetensors")):
-        out.update(load_file(str(f)))
-    return out
-
-
-def assert_close(a: dict, b: dict, what: str, atol: float = 1e-5) -> None:
-    import torch
-
-    assert a.keys() == b.keys(), what
-    for k in a:
-        torch.testing.assert_close(a[k].float(), b[k].float(), rtol=0, atol=atol, msg=f"{what}: {k}")
+    return RecipeRuns(RECIPE, runs, timeout=300).kill_when(event, what=what)
 
 
 @pytest.fixture(scope="module")
