@@ -118,3 +118,22 @@ def test_simulated_raters_rank_every_prompt_once_each(tmp_path):
     step_rank(cfg.model_copy(update={"ranker": cfg.ranker.model_copy(update={"noise": 5.0})}), samples, noisy, seed=7)
     data = read_reward_data([str(noisy / "rankings.jsonl")], RewardConfig(model=str(tmp_path), data=[str(noisy)]))
     assert data.rater_disagreements > 0 and len(data.pairs) == 12 * 3
+
+
+def test_loop_cli_bad_paths_are_one_line_errors(tmp_path, vi_prompts):
+    """A --work under a file and a policy that is not a model folder: one line naming it, no traceback."""
+    from typer.testing import CliRunner
+
+    from vinaforge.cli import app
+
+    cfg = tmp_path / "loop.yaml"
+    cfg.write_text(f"policy: {tmp_path}\nprompts: [{vi_prompts}]\nranker: {{kind: simulated}}\n", encoding="utf-8")
+    afile = tmp_path / "afile"
+    afile.write_text("x", encoding="utf-8")
+    runner = CliRunner()
+    under_file = runner.invoke(app, ["loop", "run", "-c", str(cfg), "-o", str(afile / "work")])
+    assert under_file.exit_code == 2 and "is a file, so the folder cannot be created" in under_file.output
+    not_model = runner.invoke(app, ["loop", "run", "-c", str(cfg), "-o", str(tmp_path / "work")])
+    assert not_model.exit_code == 2 and "has no config.json" in not_model.output
+    for result in (under_file, not_model):
+        assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)

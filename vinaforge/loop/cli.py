@@ -19,19 +19,22 @@ def run_cmd(
     seed: int = 0,
 ) -> None:
     """Run one iteration; re-running resumes at the first unfinished step."""
+    from vinaforge.checks import check_output_dir
     from vinaforge.logs import fail, setup_console
     from vinaforge.loop.app import AppError
     from vinaforge.loop.iteration import Config, LoopError, WaitingForRankings, run_iteration
+    from vinaforge.model.load import ModelLoadError
     from vinaforge.recipe import RecipeError, load_stage_config
 
     setup_console(logging.INFO)
     try:
         cfg = load_stage_config(Config, config, set_)
+        check_output_dir(work, "--work")
         figures = run_iteration(cfg, work, seed=seed)
     except WaitingForRankings as err:
         typer.echo(str(err))
         raise typer.Exit(3) from None
-    except (RecipeError, LoopError, AppError, ValueError, FileNotFoundError) as err:
+    except (RecipeError, LoopError, AppError, ModelLoadError, ValueError, OSError) as err:
         fail(str(err))
         return
     for name, info in figures.items():
