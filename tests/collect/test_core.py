@@ -273,6 +273,14 @@ def test_cli_plugin_is_mounted_without_vinaforge_importing_the_app(tmp_path):
     res = CliRunner().invoke(app, ["collect", "export", "--db", db_url, "--output", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out" / "preferences.jsonl").exists()
+    # a mistyped SQLite path is refused rather than created and exported empty
+    missing = tmp_path / "typo.db"
+    res = CliRunner().invoke(app, ["collect", "export", "--db", f"sqlite:///{missing}", "-o", str(tmp_path / "o2")])
+    assert res.exit_code == 2 and "no database file at" in res.output and not missing.exists()
+    # an output folder under a file: one line naming it
+    (tmp_path / "afile").write_text("x")
+    res = CliRunner().invoke(app, ["collect", "export", "--db", db_url, "-o", str(tmp_path / "afile" / "out")])
+    assert res.exit_code == 2 and "is a file, so the folder cannot be created" in res.output
     res = CliRunner().invoke(
         app, ["collect", "migrate", "--db", "postgresql+psycopg://u:s3cret@127.0.0.1:1/x"]
     )

@@ -37,6 +37,24 @@ def _settings(db: str | None, **overrides):
     return Settings.from_env(database_url=db, **overrides)
 
 
+def _check_database_exists(settings) -> None:
+    """Reading commands must not create an empty SQLite file: a mistyped --db would export nothing."""
+    from sqlalchemy.exc import ArgumentError
+
+    from vinaforge.checks import InputCheckError
+    from vinaforge_collect.config import redact_url, sqlite_path
+
+    try:
+        path = sqlite_path(settings.database_url)
+    except ArgumentError:
+        return  # _database reports the bad URL
+    if path is not None and not path.is_file():
+        raise InputCheckError(
+            f"--db {redact_url(settings.database_url)}: no database file at {path}; nothing to export "
+            "(check --db or VINAFORGE_COLLECT_DATABASE_URL)"
+        )
+
+
 def _database(settings):
     """The migrated database, or a one-line error naming the (password-less) URL."""
     from vinaforge.logs import fail
@@ -252,9 +270,17 @@ def export(
     db: DbOpt = None,
 ) -> None:
     """Export SFT conversations, preference pairs, full trees and anonymised raw rankings (JSONL)."""
+    from vinaforge.checks import InputCheckError, check_output_dir
+    from vinaforge.logs import fail
     from vinaforge_collect.export import export_all
 
     settings = _settings(db)
+    try:
+        check_output_dir(output, "--output")
+        _check_database_exists(settings)
+    except InputCheckError as err:
+        fail(str(err))
+        raise typer.Exit(2) from None
     database = _database(settings)
     secret = settings.secret_key or database.secret()
     with database.read() as s:
