@@ -1,6 +1,7 @@
 """Fault injection on the post-training stages (issue 22): ``kill -9`` during sft, dpo, reward, rl,
-merge and export, at an early moment (the stage has just started) and a late one (a training
-checkpoint is being written), then resume; the result must equal a clean run's.
+merge and export, at an early moment (the stage has just started), a middle one (a training
+checkpoint is being written) and a late one (the final model is being saved, before the stage is
+swapped into place), then resume; the result must equal a clean run's.
 
 The chain is tests/engine/tiny_post.yaml (about a minute on 2 cores). What is guaranteed:
 
@@ -53,9 +54,16 @@ def test_kills_during_post_training_resume_to_a_clean_result(reference, tmp_path
     def checkpoint(stage: str, step: int):
         return lambda: (run / f".{stage}.partial" / "checkpoints" / f"checkpoint-{step}").is_dir()
 
-    moments = [("sft", started("sft")), ("sft", checkpoint("sft", 4)),
-               ("dpo", started("dpo")), ("dpo", checkpoint("dpo", 4)),
-               ("reward", started("reward")), ("reward", checkpoint("reward", 4)),
+    def saving(stage: str):
+        """Late: the final model is being or has been written, the stage not yet swapped into place
+        (a short window: if it is missed, the kill lands at the start of the next stage)."""
+        part = run / f".{stage}.partial"
+        return lambda: (any(part.glob(".final.tmp-*")) or (part / "final").is_dir()
+                        or (run / stage / "result.json").is_file())  # fmt: skip
+
+    moments = [("sft", started("sft")), ("sft", checkpoint("sft", 4)), ("sft", saving("sft")),
+               ("dpo", started("dpo")), ("dpo", checkpoint("dpo", 4)), ("dpo", saving("dpo")),
+               ("reward", started("reward")), ("reward", checkpoint("reward", 4)), ("reward", saving("reward")),
                ("rl", started("rl")), ("rl", checkpoint("rl", 2)),
                ("merge", started("merge")), ("export", started("export"))]  # fmt: skip
     killed = []
