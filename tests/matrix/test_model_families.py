@@ -335,3 +335,14 @@ def test_lora_with_new_rows_under_tied_weights(matrix):
     assert bool((new[n_base:] != old[n_base:]).any(dim=1).all())
     layer = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(dict(after.named_parameters())[layer], dict(before.named_parameters())[layer])
+
+
+def test_sentencepiece_model_travels_with_the_model(matrix):
+    """``model extend`` keeps the extended ``tokenizer.model`` (llama.cpp's Gemma/Phi-3 converters read
+    only that file); byte-level families have none to keep."""
+    from vinaforge.model.load import load_tokenizer, sentencepiece_matches
+
+    spm_folder = matrix.extended_dir("llama2", "mistral", False)
+    assert (spm_folder / "tokenizer.model").is_file()
+    assert sentencepiece_matches(spm_folder / "tokenizer.model", load_tokenizer(str(spm_folder)))
+    assert not (matrix.extended_dir("qwen2", "qwen2", True) / "tokenizer.model").exists()

@@ -70,6 +70,7 @@ def export_model(config: Config, out: Path, *, name: str, run_dir: Path | None =
     texts = _texts(config)
     first_new = _first_new_id(config, model_config)
     if config.gguf:
+        llamacpp.check_convertible(hf_dir)
         gguf_dir.mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="vf-gguf-src-") as tmp:
             src = gguf_source(hf_dir, Path(tmp) / "src", hf_info["jinja"])

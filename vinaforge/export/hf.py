@@ -67,7 +67,9 @@ def export_hf(model_dir: Path, out_dir: Path, dtype: str = "bf16", chat_template
     tokenizer.chat_template = jinja
     out_dir.mkdir(parents=True)
     model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    from vinaforge.model.load import save_tokenizer
+
+    save_tokenizer(tokenizer, out_dir)
     size = sum(f.stat().st_size for f in out_dir.glob("*.safetensors"))
     return {
         "dtype": EXPORT_DTYPES[dtype],

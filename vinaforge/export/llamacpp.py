@@ -48,6 +48,46 @@ class ExportError(RuntimeError):
     """An export step that cannot be done; the message says what is missing and how to get it."""
 
 
+#: architectures whose converter reads the vocabulary from a SentencePiece ``tokenizer.model`` only
+NEEDS_SENTENCEPIECE_MODEL = ("Phi3ForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration")
+
+
+def check_convertible(hf_dir: Path) -> None:
+    """Refuse, before converting, what llama.cpp's converter would get wrong or fail on.
+
+    - Phi-3 and Gemma read their vocabulary from ``tokenizer.model`` only (the converter raises
+      "Missing tokenizer.model", or for Gemma 3 falls back to an unrecognised BPE pre-tokenizer);
+    - Gemma is written with ``add_space_prefix = false`` (Gemma's own SentencePiece adds no dummy
+      prefix), so a tokenizer whose proto adds one would encode every text's first word
+      differently in the GGUF.
+    """
+    config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+    arch = next(iter(config.get("architectures") or []), "")
+    if arch not in NEEDS_SENTENCEPIECE_MODEL:
+        return
+    spm_file = hf_dir / "tokenizer.model"
+    if not spm_file.is_file():
+        raise ExportError(
+            f"{hf_dir}: llama.cpp's converter reads a {arch}'s vocabulary from a SentencePiece tokenizer.model, "
+            "and this folder has only tokenizer.json (a tokenizer imported from a .gguf, or saved without its "
+            ".model): start from the model's own folder with its tokenizer.model, or export with gguf: []"
+        )
+    if arch.startswith("Gemma") and _adds_dummy_prefix(spm_file):
+        raise ExportError(
+            f"{hf_dir}: llama.cpp writes {arch} models without a space prefix (Gemma's tokenizer adds none), "
+            "but this tokenizer.model adds one, so the GGUF would encode the first word of every text "
+            "differently from Hugging Face: use the model's own Gemma tokenizer, or export with gguf: []"
+        )
+
+
+def _adds_dummy_prefix(spm_file: Path) -> bool:
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto()
+    proto.ParseFromString(spm_file.read_bytes())
+    return bool(proto.normalizer_spec.add_dummy_prefix)
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("VINAFORGE_CACHE") or Path.home() / ".cache" / "vinaforge")
 

@@ -58,17 +58,19 @@ def check_metadata(meta: dict, hf: dict, jinja: str) -> dict:
 
 
 def check_tokenization(llm, tokenizer, texts: list[str], first_new_id: int | None) -> dict:
-    checked, mismatches, new_ids = 0, [], 0
+    checked, mismatches, new_ids, differs = 0, [], 0, 0
     for text in texts:
         hf_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         gg_ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
         checked += 1
         if first_new_id is not None:
             new_ids += sum(1 for i in hf_ids if i >= first_new_id)
+        differs += hf_ids != gg_ids
         if hf_ids != gg_ids and len(mismatches) < 3:
             at = next((i for i, (a, b) in enumerate(zip(hf_ids, gg_ids, strict=False)) if a != b), min(len(hf_ids), len(gg_ids)))
             mismatches.append({"text": text[:80], "position": at, "hf": hf_ids[at : at + 4], "gguf": gg_ids[at : at + 4]})
-    return {"ok": not mismatches, "texts": checked, "mismatches": mismatches, "new_token_ids_used": new_ids,
+    return {"ok": not mismatches, "texts": checked, "texts_differing": differs, "mismatches": mismatches,
+            "new_token_ids_used": new_ids,
             "first_new_id": first_new_id}  # fmt: skip
 
 

@@ -154,7 +154,9 @@ def merge_lora(cfg: LoraMergeConfig, out_dir: str | Path, overwrite: bool = Fals
             peft_model.save_pretrained(tmp / "adapter", selected_adapters=[active])
         merged = peft_model.merge_and_unload(adapter_names=[active])
         merged.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        from vinaforge.model.load import save_tokenizer
+
+        save_tokenizer(tokenizer, tmp)
     seconds = round(time.time() - started, 2)
     log.info("merged %d adapter(s) into %s (%s) in %.1f s", len(names), cfg.base, cfg.combination, seconds)
     return {

@@ -152,6 +152,42 @@ def load_causal_lm(
     return model
 
 
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> Path:
+    """``save_pretrained``, keeping the SentencePiece ``tokenizer.model`` the tokenizer came from.
+
+    transformers 5 saves only ``tokenizer.json`` for SentencePiece-based tokenizers, but llama.cpp's
+    converter reads a Gemma's or Phi-3's vocabulary from ``tokenizer.model`` only, so a model
+    folder that lost it cannot be exported to GGUF. The file is copied when its pieces are the
+    tokenizer's first ids (an extended proto included), so it cannot describe another vocabulary.
+    """
+    import shutil
+
+    out = Path(out_dir)
+    tokenizer.save_pretrained(str(out))
+    src = getattr(tokenizer, "vocab_file", None)
+    dst = out / "tokenizer.model"
+    if not src or dst.exists() or not str(src).endswith(".model") or not Path(src).is_file():
+        return out
+    if sentencepiece_matches(Path(src), tokenizer):
+        shutil.copyfile(src, dst)
+    else:
+        log.warning("%s does not match the tokenizer's vocabulary; %s is saved without tokenizer.model", src, out)
+    return out
+
+
+def sentencepiece_matches(model_file: Path, tokenizer: PreTrainedTokenizerBase) -> bool:
+    """True when every piece of ``model_file`` has the same id in ``tokenizer``."""
+    try:
+        import sentencepiece as spm
+
+        sp = spm.SentencePieceProcessor(model_file=str(model_file))
+    except (ImportError, OSError, RuntimeError):
+        return False
+    vocab = tokenizer.get_vocab()
+    n = sp.get_piece_size()
+    return n <= len(tokenizer) and all(vocab.get(sp.id_to_piece(i)) == i for i in range(n))
+
+
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """Load the tokenizer saved in a HF folder (or a hub id)."""
     from transformers import AutoTokenizer

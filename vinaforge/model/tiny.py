@@ -249,7 +249,9 @@ def save_model(model, tokenizer, out_dir: str | Path, merge_lora: bool = True) -
             from vinaforge.chat import ensure_chat_template
 
             ensure_chat_template(tokenizer)
-            tokenizer.save_pretrained(tmp)
+            from vinaforge.model.load import save_tokenizer
+
+            save_tokenizer(tokenizer, tmp)
     log.info("saved model to %s", out)
     return out
 

@@ -835,7 +835,9 @@ class CptTrainer:
                 from vinaforge.chat import ensure_chat_template
 
                 ensure_chat_template(self.tokenizer)
-                self.tokenizer.save_pretrained(tmp)
+                from vinaforge.model.load import save_tokenizer
+
+                save_tokenizer(self.tokenizer, tmp)
             log.info("final model and tokenizer saved to %s", final)
         acc.wait_for_everyone()
         return final

@@ -416,7 +416,9 @@ def save_tuned(loaded: Loaded, out_dir: Path, *, merge: bool = True, meta: dict 
         with atomic_path(out_dir) as tmp:
             tmp.mkdir(parents=True)
             model.save_pretrained(tmp)
-            loaded.tokenizer.save_pretrained(tmp)
+            from vinaforge.model.load import save_tokenizer
+
+            save_tokenizer(loaded.tokenizer, tmp)
         return Path(out_dir)
     if loaded.mode == "qlora":
         return _merge_qlora(loaded, out_dir, meta or {})

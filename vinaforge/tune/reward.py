@@ -351,7 +351,9 @@ def save_reward_model(model, tokenizer, out_dir: Path, meta: dict) -> Path:
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        from vinaforge.model.load import save_tokenizer
+
+        save_tokenizer(tokenizer, tmp)
     return Path(out_dir)
 
 
