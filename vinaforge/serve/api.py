@@ -678,11 +678,13 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
         generation tokenises it; a chat prompt is the rendered template, which has its BOS.
         """
         try:
+            head = None  # the prompt's tokens without specials, when already known
             if isinstance(prompt, str):
                 prompt_ids, prompt_text = engine.tokenize(prompt, raw), prompt
+                head = None if raw else prompt_ids
             else:
                 prompt_ids, prompt_text = list(prompt), engine.detokenize(prompt)
-            scored = engine.score([prompt_ids + reply_ids(prompt_text, reply)], lpreq.top)[0]
+            scored = engine.score([prompt_ids + reply_ids(prompt_text, reply, head)], lpreq.top)[0]
         except ScoringUnavailable as err:
             raise APIError(400, str(err), param="logprobs", code="unsupported_parameter") from None
         except IndexError:
@@ -691,11 +693,12 @@ def create_app(cfg: ServeConfig, engine: Engine, rag=None, embedder=None) -> Fas
             raise APIError(400, str(err), param="prompt", code="context_length_exceeded") from None
         return scored if lpreq.echo else scored.tail(len(prompt_ids))
 
-    def reply_ids(prompt_text: str, reply: str) -> list[int]:
+    def reply_ids(prompt_text: str, reply: str, head: list[int] | None = None) -> list[int]:
         """``reply``'s tokens as they follow ``prompt_text`` (so " và" keeps its space)."""
         if not reply:
             return []
-        head, full = engine.tokenize(prompt_text), engine.tokenize(prompt_text + reply)
+        head = engine.tokenize(prompt_text) if head is None else head
+        full = engine.tokenize(prompt_text + reply)
         if full[: len(head)] == head and len(full) > len(head):
             return full[len(head) :]
         return engine.tokenize(reply)
