@@ -13,7 +13,7 @@ Rows implemented here (the rest of issue 20's table are not yet; see docs/seeds.
 | row | variant | control |
 |---|---|---|
 | extension | +N Vietnamese tokens (VBD's BPE extension), mean init | the base vocabulary |
-| init | mean init | random init; HF's mean_resizing |
+| init | mean init | random init; HF's mean_resizing; zero |
 | frozen | new embeddings only for a quarter of the tokens, then all | all from the start |
 
 Equal FLOPs: the extended vocabulary makes the LM head (most of a small model's FLOPs) larger, so
@@ -52,6 +52,7 @@ ROWS: dict[str, dict[str, tuple[bool, str, list[tuple[str, float]]]]] = {
         "mean": (True, "mean", [("all", 1.0)]),
         "random": (True, "random", [("all", 1.0)]),
         "mean_resizing": (True, "mean_resizing", [("all", 1.0)]),
+        "zero": (True, "zero", [("all", 1.0)]),
     },
     "frozen": {
         "new rows first": (True, "mean", [("new_embeddings", 0.25), ("all", 0.75)]),

@@ -106,6 +106,11 @@ def test_mean_resizing_and_random_are_seeded_and_leave_base_rows(make_tiny, base
     rnd_in, rnd_out = rows[("random", 0)]
     assert abs(rnd_in.std().item() - 0.02) < 0.002 and abs(rnd_in.mean().item()) < 0.002
     assert not torch.equal(rnd_in, rnd_out)
+    model = make_tiny()
+    base_in, _ = snapshot(model)
+    extend_model(model, base_tok, ext_tok, init="zero")
+    w_in, w_out = snapshot(model)
+    assert torch.equal(w_in[:n_base], base_in) and not w_in[n_base:].any() and not w_out[n_base:].any()
 
 
 def test_resize_is_recorded_in_the_saved_config(make_tiny, base_tok, ext_tok, tmp_path):

@@ -75,7 +75,7 @@ def extend(
     model: Annotated[str, typer.Option(help="Model HF folder (or hub id).")],
     tokenizer: Annotated[Path, typer.Option(help="Extended tokenizer folder.")],
     output: Annotated[Path, typer.Option(help="Output HF folder (resized model + extended tokenizer).")],
-    init: Annotated[str, typer.Option(help="mean, mean_resizing or random.")] = "mean",
+    init: Annotated[str, typer.Option(help="mean, mean_resizing, random or zero.")] = "mean",
     base_tokenizer: Annotated[
         str | None, typer.Option(help="The model's tokenizer; default: the one saved with the model.")
     ] = None,

@@ -9,7 +9,9 @@ reduced the whole selection to one scalar by mistake, and the tests check that o
 
 ``mean_resizing`` follows transformers' method (mean and covariance of the old rows, the covariance
 scaled by 1e-9 as transformers does) but over the rows of the base tokenizer only and with a seeded
-generator; ``random`` draws N(0, ``initializer_range``). Padding rows (beyond the tokenizer, up to a
+generator; ``random`` draws N(0, ``initializer_range``); ``zero`` sets new rows to 0 (the
+control of the seeds' "init matters" claim: a zero head row gives the new token logit 0, a zero
+input row carries no information until trained). Padding rows (beyond the tokenizer, up to a
 multiple of ``pad_to_multiple_of``) get the mean of the base rows: never produced by the tokenizer,
 but their head rows still take part in the softmax, where the mean row takes little probability.
 """
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-InitMethod = Literal["mean", "mean_resizing", "random"]
-INIT_METHODS = ("mean", "mean_resizing", "random")
+InitMethod = Literal["mean", "mean_resizing", "random", "zero"]
+INIT_METHODS = ("mean", "mean_resizing", "random", "zero")
 
 
 class TokenizerMismatchError(ValueError):
@@ -280,6 +282,8 @@ def _init_matrix(
         values = torch.randn((len(tail), *base.shape[1:]), generator=generator) * std
         if base.dim() == 1:
             values.zero_()  # biases start at zero
+    elif init == "zero":
+        values = torch.zeros((len(tail), *base.shape[1:]))
     else:
         raise ValueError(f"unknown init method {init!r}; expected one of {', '.join(INIT_METHODS)}")
     with torch.no_grad():

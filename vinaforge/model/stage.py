@@ -49,7 +49,7 @@ class Config(StageConfig):
     tokenizer: InputPath | None = Field(
         None, description="extended tokenizer folder, e.g. @tokenizer/tokenizer"
     )
-    init: Literal["mean", "mean_resizing", "random"] = "mean"
+    init: Literal["mean", "mean_resizing", "random", "zero"] = "mean"
     pad_to_multiple_of: int = Field(64, ge=1)
     untie: bool = Field(False, description="give a tied head its own matrix (default: tied stays tied)")
     dtype: str = "auto"
