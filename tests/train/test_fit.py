@@ -84,3 +84,19 @@ def test_qlora_needs_one_lora_phase(base_config, tiny_model_dir, corpus_dir):
 
     with pytest.raises(ValidationError, match="qlora: needs exactly one phase with trainable: lora"):
         CptConfig.model_validate(base_config(tiny_model_dir, corpus_dir, qlora=True))
+
+
+def test_updates_clipped_to_nothing_stop_the_run(tmp_path, base_config, tokenizer, corpus_dir):
+    """Zero embedding rows make the gradient norm overflow (each RMSNorm backward at a near-zero
+    residual multiplies by ~1/sqrt(eps)); clipping then zeroes every update. The run stops naming
+    the cause instead of finishing untrained (measured first on ``init: zero`` in bench/adaptation)."""
+    from vinaforge.model.tiny import save_model, tiny_model_for
+    from vinaforge.train.engine import TrainingError
+
+    model = tiny_model_for(tokenizer, "mistral", layers=6, hidden=64, heads=4)
+    model.config.rms_norm_eps = 1e-12  # a tiny random model amplifies less than a trained one: help it
+    with torch.no_grad():
+        model.get_input_embeddings().weight.zero_()
+    save_model(model, tokenizer, tmp_path / "zero")
+    with pytest.raises(TrainingError, match="gradient norm was inf for 3 steps in a row.*init: zero"):
+        _train(tmp_path, base_config, tmp_path / "zero", corpus_dir, "run")

@@ -610,6 +610,28 @@ class CptTrainer:
             return weights_at(self.cfg.data.mixture, self.state.global_step / self.total_steps)
         return self.natural
 
+    #: consecutive steps with a non-finite gradient norm before the run stops
+    MAX_NONFINITE_GRAD_STEPS = 3
+
+    def _check_grad_norm(self, grad_norm, plan: PhasePlan) -> None:
+        """Stop a run whose updates are clipped to nothing.
+
+        A gradient norm that overflows (inf) makes clipping scale every gradient by 0, so the
+        optimizer applies no update and the loss stays where it was: the run would "finish" without
+        training. Measured on zero-initialised new rows (``init: zero``): the residual stream of
+        those tokens is tiny, each RMSNorm's backward multiplies their gradient by about
+        1/rms, and after 6 layers embedding gradients reach 1e22, whose squared norm overflows.
+        """
+        finite = grad_norm is None or math.isfinite(float(grad_norm))
+        self._nonfinite_steps = 0 if finite else getattr(self, "_nonfinite_steps", 0) + 1
+        if self._nonfinite_steps >= self.MAX_NONFINITE_GRAD_STEPS:
+            raise TrainingError(
+                f"step {self.state.global_step} (phase {plan.name}): the gradient norm was {float(grad_norm)} for "
+                f"{self._nonfinite_steps} steps in a row, so clipping zeroed every update and nothing trains. "
+                "Zero-initialised embedding rows (init: zero) do this; use init: mean, or lower "
+                f"phases.{plan.index}.lr = {plan.config.lr}"
+            )
+
     def _train_step(self, plan: PhasePlan, model, optimizer, scheduler, trainable) -> dict:
         import torch
 
@@ -662,6 +684,7 @@ class CptTrainer:
                 f"step {state.global_step + 1} (phase {plan.name}): loss is {loss}; lower the learning rate "
                 f"(phases.{plan.index}.lr = {plan.config.lr}) or check the data"
             )
+        self._check_grad_norm(grad_norm, plan)
         dt = time.perf_counter() - t0
         state.global_step += 1
         state.phase_step += 1
