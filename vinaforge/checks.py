@@ -2,6 +2,8 @@
 
 - :func:`check_output_dir`: an output folder that can be created and written (not an existing
   file, not under a read-only folder), checked before any work starts;
+- :func:`check_output_file`: the same for one output file (not an existing folder, which an
+  atomic write would replace);
 - :func:`check_tokenizer_fits`: the tokenizer belongs to the model (no id without an embedding
   row, not a much smaller vocabulary), the check CPT and eval already made, now for every stage
   that takes a model and a tokenizer (tune, merge).
@@ -20,20 +22,34 @@ class InputCheckError(ValueError):
     """A path or an artifact that cannot be used as given; the message names it."""
 
 
-def check_output_dir(path: str | Path, what: str = "output") -> Path:
+def check_output_dir(path: str | Path, what: str = "output", option: str = "--output") -> Path:
     """``path`` as a folder this process can create or write into; raise naming it otherwise."""
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise InputCheckError(f"{what} {out}: exists and is a file, not a folder (pick another --output)")
+        raise InputCheckError(f"{what} {out}: exists and is a file, not a folder (pick another {option})")
+    return _check_creatable(out, what)
+
+
+def check_output_file(path: str | Path, what: str = "output", option: str = "--output") -> Path:
+    """``path`` as a file this process can create or replace; an existing folder is refused."""
+    out = Path(path)
+    if out.is_dir():
+        raise InputCheckError(f"{what} {out}: is a folder, not a file (pick another {option})")
+    _check_creatable(out.parent, what, out)
+    return out
+
+
+def _check_creatable(out: Path, what: str, named: Path | None = None) -> Path:
+    """Raise unless the nearest existing ancestor of ``out`` is a writable folder."""
     probe = out
     while not probe.exists():
         if probe.parent == probe:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise InputCheckError(f"{what} {out}: {probe} is a file, so the folder cannot be created")
+        raise InputCheckError(f"{what} {named or out}: {probe} is a file, so the folder cannot be created")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputCheckError(f"{what} {out}: {probe} is not writable")
+        raise InputCheckError(f"{what} {named or out}: {probe} is not writable")
     return out
 
 

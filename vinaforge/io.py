@@ -170,17 +170,33 @@ def _damaged(p: Path, err: Exception, error: type[Exception]) -> Exception:
 _READ_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
+def iter_strict_lines(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[str]:
+    """Lines of a plain or gzip file, each decoded as strict UTF-8.
+
+    A line with invalid bytes raises ``error`` naming the file and line (``open_text`` would
+    replace them, and a whole-file decoder would fail without saying where).
+    """
+    p = Path(path)
+    with gzip.open(p, "rb") if p.name.endswith(".gz") else open(p, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise error(f"{p}:{lineno}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+
+
 def iter_jsonl(
-    path: str | os.PathLike, error: type[Exception] = ValueError
+    path: str | os.PathLike, error: type[Exception] = ValueError, strict_utf8: bool = False
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, record)`` for each non-blank line of a JSONL(.gz) file.
 
     A line that is not a JSON object, or a truncated ``.gz`` file, raises ``error`` naming the
     file (and line), so every reader of JSONL in the project reports bad input the same way.
+    ``strict_utf8``: a line with invalid UTF-8 raises too, instead of being read with U+FFFD.
     """
     p = Path(path)
     try:
-        with open_text(p) as fh:
+        with contextlib.closing(iter_strict_lines(p, error)) if strict_utf8 else open_text(p) as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue

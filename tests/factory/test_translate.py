@@ -191,3 +191,29 @@ def test_bad_inputs_fail_with_clear_messages(tm_server, en_data, tmp_path, monke
     assert stats["kept"] == 1 and stats["reasons"] == {"input": 1}
     row = next(read_jsonl_folder(tmp_path / "o5" / "rejected"))
     assert row["source"].endswith("bad.jsonl:1") and "unknown format" in row["reason"]
+
+
+def test_broken_bytes_and_output_paths(tm_server, en_data, tmp_path):
+    """Issue 22: invalid UTF-8 past the first 8 KB rejects that line only (the rest is read and
+    counted); an output under a file, and --overwrite of a folder that is not a factory run, are refused."""
+    from vinaforge.checks import InputCheckError
+
+    good = en_data.read_bytes().splitlines(keepends=True)
+    filler = [json.dumps({"id": f"f{i}", "text": "The capital of France is Paris. " * 4}).encode() + b"\n" for i in range(60)]
+    data = b"".join(filler) + b'{"id": "bad", "text": "caf\xff"}\n' + b"".join(good)
+    assert len(data) > 8192
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(data)
+    stats = translate(_cfg(tm_server.base_url, [mixed]), tmp_path / "o1")
+    assert stats["input"] == len(filler) + 1 + len(good) == stats["kept"] + stats["rejected"]
+    rejected = [json.dumps(r, ensure_ascii=False) for r in read_jsonl_folder(tmp_path / "o1" / "rejected")]
+    assert any(f"mixed.jsonl:{len(filler) + 1}" in r and "UTF-8" in r for r in rejected)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises((FactoryError, InputCheckError), match="afile"):
+        translate(_cfg(tm_server.base_url, [en_data]), tmp_path / "afile" / "out")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(FactoryError, match="not a factory run"):
+        translate(_cfg(tm_server.base_url, [en_data]), mine, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "keep me"

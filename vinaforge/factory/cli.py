@@ -2,6 +2,10 @@
 
 Settings come from the same ``Config`` as the recipe stages (``--config FILE.yaml``, then
 ``--set key=value``); the few common ones have their own options. Hand-written typer glue.
+
+Errors are one line with credentials masked (:func:`vinaforge.logs.fail`: a key pasted where the
+env var *name* goes is not echoed back), and a translate run in which every call failed (a URL
+that refuses connections, an endpoint answering garbage) exits 1 saying so, instead of 0.
 """
 
 from __future__ import annotations
@@ -49,11 +53,12 @@ def _run(
     overwrite: bool,
 ):
     from vinaforge.chat import ChatFormatError
+    from vinaforge.checks import InputCheckError
     from vinaforge.factory.decontaminate import DecontamError
     from vinaforge.factory.pipeline import FactoryError
     from vinaforge.factory.prompts import TemplateSlotError
     from vinaforge.generate.endpoint import EndpointConfigError
-    from vinaforge.logs import setup_console
+    from vinaforge.logs import fail, setup_console
     from vinaforge.recipe import RecipeError, load_stage_config
 
     setup_console()
@@ -67,9 +72,18 @@ def _run(
         ChatFormatError,
         TemplateSlotError,
         EndpointConfigError,
+        InputCheckError,
     ) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
+        fail(str(err))
+
+
+def _fail_if_no_call_worked(s: dict[str, Any], base_url: str | None) -> None:
+    u = s["usage"]
+    if s["kept"] == 0 and u.get("calls", 0) > 0 and u.get("failed_calls", 0) == u["calls"]:
+        from vinaforge.logs import fail
+
+        fail(f"every call to {base_url or 'the model'} failed ({u['calls']} calls; reasons in the rejected "
+             "folder); check --base-url and the server, then re-run (answered calls are cached)", code=1)  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
@@ -102,6 +116,7 @@ def register(app: typer.Typer) -> None:
             f"{s['input']} in, {s['kept']} kept, {s['rejected']} rejected; {u.get('calls', 0)} calls, "
             f"{u.get('cache_hits', 0)} cache hits, cost {s['cost']} {s['currency']}; see {output}/summary.json"
         )
+        _fail_if_no_call_worked(s, base_url)
 
     @app.command()
     def synth(

@@ -8,7 +8,8 @@ redone work free. Hand-written: the three pipeline steps.
 
 - :class:`RecordReader` streams every ``world_size``-th record of the inputs (JSONL lines are
   skipped before JSON parsing, so a task of a million-record file parses only its share) and
-  carries unusable records on, marked rejected with ``file:line`` and the reason;
+  carries unusable records on, marked rejected with ``file:line`` and the reason (a line with
+  invalid UTF-8 is one such record; the unreadable rest of a truncated ``.gz`` is one more);
 - a transform step (``TranslateStep``, ``DecontaminateStep``...) sets ``metadata["record"]`` and,
   for a record it turns down, ``metadata["rejected"]``;
 - :class:`ShardWriter` writes ``kept/<rank>.jsonl`` and ``rejected/<rank>.jsonl`` (temp file,
@@ -24,6 +25,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +74,12 @@ def _open_lines(path: Path) -> Iterator[str]:
         yield from fh
 
 
+def _raw_lines(path: Path) -> Iterator[bytes]:
+    """Undecoded lines: each is decoded on its own, so one bad byte rejects one line, not the rest."""
+    with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as fh:
+        yield from fh
+
+
 def stream_records(
     sources: list[str], fmt: str = "auto", kind: str = "conversation", rank: int = 0, world_size: int = 1
 ) -> Iterator[tuple[str, dict[str, Any] | None, str | None, Any]]:
@@ -99,14 +107,20 @@ def stream_records(
                 else:
                     yield f"{src}#{n}", item.to_dict(), None, None
             continue
+        lineno = 0
         try:
-            for lineno, line in enumerate(_open_lines(path), 1):
-                if not line.strip():
+            for lineno, raw_line in enumerate(_raw_lines(path), 1):
+                if not raw_line.strip():
                     continue
                 i += 1
                 if i % world_size != rank:
                     continue
                 where = f"{src}:{lineno}"
+                try:
+                    line = raw_line.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    yield where, None, f"not valid UTF-8 ({err.reason} at byte {err.start})", None
+                    continue
                 if path.name.endswith(".txt"):
                     yield where, {"text": line.rstrip("\n")}, None, None
                     continue
@@ -127,8 +141,10 @@ def stream_records(
                     raise FactoryError(f"{where}: {err}") from err
                 except ConversationError as err:
                     yield where, None, str(err), raw
-        except (UnicodeDecodeError, EOFError, OSError) as err:
-            yield f"{src}", None, f"truncated, damaged or non-UTF-8 file ({err})", None
+        except (EOFError, OSError, zlib.error) as err:
+            i += 1  # the unreadable rest counts as one rejected record, on one rank only
+            if i % world_size == rank:
+                yield f"{src}:{lineno + 1}", None, f"truncated or damaged file from here on ({err})", None
 
 
 def has_records(sources: list[str], fmt: str, kind: str) -> bool:
@@ -207,8 +223,28 @@ class ShardWriter(PipelineStep):
 
 
 def prepare_output(out: Path, settings: dict[str, Any], overwrite: bool, keep: tuple[str, ...] = ()) -> None:
-    """Refuse to resume into a folder written with other settings; ``overwrite`` clears it first."""
+    """Refuse to resume into a folder written with other settings; ``overwrite`` clears it first.
+
+    The folder must be one this process can create (not a file, not under one), and ``overwrite``
+    clears only a folder that holds a factory run: it used to delete any folder's files.
+    """
+    from vinaforge.checks import InputCheckError, check_output_dir
+
+    try:
+        check_output_dir(out)
+    except InputCheckError as err:
+        raise FactoryError(str(err)) from None
     fp = out / "_work" / "settings.json"
+    if overwrite and out.is_dir() and any(out.iterdir()) and not fp.is_file():
+        raise FactoryError(f"{out} holds files that are not a factory run; --overwrite clears only a run's "
+                           "folder, so pick a new or empty one")  # fmt: skip
+    try:
+        _prepare(out, fp, settings, overwrite, keep)
+    except OSError as err:
+        raise FactoryError(f"output {out}: cannot be written ({err.strerror or err})") from err
+
+
+def _prepare(out: Path, fp: Path, settings: dict[str, Any], overwrite: bool, keep: tuple[str, ...]) -> None:
     if overwrite and out.exists():
         for child in out.iterdir():
             if child.name in keep:

@@ -27,7 +27,7 @@ from typing import Any
 
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vinaforge.factory.pipeline import (
     READ_FORMATS,
@@ -67,6 +67,12 @@ class Checks(BaseModel):
     max_ratio: float = Field(2.5, gt=0)
     max_english_residue: float = Field(0.05, ge=0, le=1, description="English function words / words")
     back_translation: BackTranslation = Field(default_factory=BackTranslation)
+
+    @model_validator(mode="after")
+    def _ratio_range(self):
+        if self.min_ratio > self.max_ratio:  # every record would be rejected as length_ratio
+            raise ValueError(f"checks.min_ratio {self.min_ratio} is above checks.max_ratio {self.max_ratio}")
+        return self
 
 
 class Config(ScaleConfig):

@@ -7,6 +7,9 @@ in syllables, the unit Vietnamese text is measured in everywhere in vinaforge.
 Hand-written (Vietnamese-specific): sentence splitting and syllable counts come from
 :mod:`vinaforge.text`; generic splitters (LangChain's, LlamaIndex's) count characters or English
 tokens and split Vietnamese abbreviations such as ``TP. Hồ Chí Minh``.
+
+Documents are read as strict UTF-8: a line with invalid bytes is an error naming the file and
+line, not a passage indexed with replacement characters.
 """
 
 from __future__ import annotations
@@ -78,18 +81,29 @@ def load_documents(path: str | Path, field: str = "text") -> Iterator[tuple[str,
     if not p.exists():
         raise DocumentError(f"{p}: no such file or folder")
     if p.name.endswith((".jsonl", ".jsonl.gz")):
-        for lineno, rec in iter_jsonl(p, error=DocumentError):
+        for lineno, rec in iter_jsonl(p, error=DocumentError, strict_utf8=True):
             text = rec.get(field)
             if not isinstance(text, str):
                 raise DocumentError(f"{p}:{lineno}: no text field {field!r}")
             doc = str(rec.get("id") or rec.get("url") or f"{p.name}:{lineno}")
             yield doc, str(rec.get("title") or ""), text
         return
-    yield p.name, p.stem, p.read_text(encoding="utf-8")
+    yield p.name, p.stem, _read_text(p)
+
+
+def _read_text(p: Path) -> str:
+    from vinaforge.io import iter_strict_lines
+
+    try:
+        return "".join(iter_strict_lines(p, DocumentError))
+    except OSError as err:
+        raise DocumentError(f"{p}: cannot be read ({err.strerror or err})") from err
 
 
 def passages_of(docs, max_syllables: int = 120) -> list[Passage]:
     """Number the passages of ``(doc_id, title, text)`` documents from 0."""
+    if max_syllables < 1:
+        raise DocumentError(f"max_syllables must be at least 1, got {max_syllables}")
     out: list[Passage] = []
     for doc, title, text in docs:
         for chunk in chunk_document(text, max_syllables):

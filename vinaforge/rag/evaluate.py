@@ -5,6 +5,8 @@ For a sample of documents, one sentence (at least ``min_syllables`` long, not th
 match the sentence itself; a hit is any top-``k`` passage of the same document. This measures
 what a RAG answer needs: landing on the right source among thousands.
 
+Documents that yield no query at all are an error, not a report of recall 0.
+
 Hand-written: the query-set construction; the retrieval is :class:`~vinaforge.rag.index.RagIndex`.
 """
 
@@ -83,6 +85,11 @@ def evaluate(docs: Iterable[tuple[str, str, str]], n_queries: int = 200, ks: Seq
              max_syllables: int = 120, mode: str = "auto") -> RecallReport:  # fmt: skip
     """Build an index of the documents minus the query sentences, and measure recall@k."""
     docs, queries = heldout_queries(docs, n_queries, seed)
+    if not queries:
+        from vinaforge.rag.index import RagIndexError
+
+        raise RagIndexError(f"no query could be made from {len(docs)} document(s): each needs two sentences "
+                            "of 10+ syllables after its first")  # fmt: skip
     t0 = time.perf_counter()
     passages = passages_of(docs, max_syllables)
     index = RagIndex.build(passages, tokens, embedding_model)

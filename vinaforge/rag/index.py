@@ -6,7 +6,11 @@ space-separated token, and they cost nothing to compute; pyvi word segmentation 
 (``tokens="words"``), about 60× slower to tokenise (its recall is measured in ``docs/serve.md``).
 
 Layout of an index folder: ``passages.jsonl``, ``bm25/`` (bm25s' own files), ``meta.json`` and,
-with a dense model, ``embeddings.npy``. Written to a temporary folder and renamed when complete.
+with a dense model, ``embeddings.npy``. Written to a temporary folder and renamed when complete;
+an existing folder is replaced only if it is empty or an index itself (never a folder of the
+user's files), and a folder that cannot be created is a one-line error naming it. Loading checks
+that every file is there and whole (the passage count against ``meta.json`` and BM25), so a
+damaged index is an error naming the file, not a traceback or a wrong passage.
 
 Library: ``bm25s`` (sparse BM25 in numpy/scipy) and sentence-transformers; hand-written: the
 Vietnamese tokenisation and the fusion (``1 / (60 + rank)``, Cormack et al. 2009).
@@ -44,6 +48,14 @@ def canonical(text: str) -> str:
     from vinaforge.text.normalize import normalize_text
 
     return normalize_text(text or "")
+
+
+TOKENS = ("syllables", "words")
+
+
+def check_tokens(tokens: str) -> None:
+    if tokens not in TOKENS:
+        raise RagIndexError(f"tokens must be syllables or words, got {tokens!r}")
 
 
 def tokenize(text: str, tokens: Tokens = "syllables") -> list[str]:
@@ -99,6 +111,7 @@ class RagIndex:
               embedder=None) -> RagIndex:  # fmt: skip
         import bm25s
 
+        check_tokens(tokens)
         if not passages:
             raise RagIndexError("no passages to index (are the documents empty?)")
         t0 = time.perf_counter()
@@ -118,9 +131,16 @@ class RagIndex:
         return cls(passages, bm25, tokens, embedder, vectors, embedding_model)
 
     def save(self, out: str | Path) -> Path:
+        out = Path(out)
+        check_index_output(out)
+        try:
+            return self._save(out)
+        except OSError as err:
+            raise RagIndexError(f"index folder {out}: cannot be written ({err.strerror or err})") from err
+
+    def _save(self, out: Path) -> Path:
         import numpy as np
 
-        out = Path(out)
         tmp = out.with_name(out.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -147,16 +167,24 @@ class RagIndex:
         meta_file = p / "meta.json"
         if not meta_file.is_file():
             raise RagIndexError(f"{p}: not a RAG index (no meta.json); build one with `vinaforge rag index`")
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        passages = []
-        with open(p / "passages.jsonl", encoding="utf-8") as fh:
-            for line in fh:
-                passages.append(Passage(**json.loads(line)))
-        bm25 = bm25s.BM25.load(str(p / "bm25"), show_progress=False)
+        meta = _load_part(meta_file, p, lambda f: json.loads(f.read_text(encoding="utf-8")))
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+            raise RagIndexError(f"{meta_file}: not a format-{FORMAT_VERSION} RAG index; rebuild it with "
+                                "`vinaforge rag index`")  # fmt: skip
+        passages = _load_part(p / "passages.jsonl", p, _read_passages)
+        bm25 = _load_part(p / "bm25", p, lambda f: bm25s.BM25.load(str(f), show_progress=False))
+        counts = {"meta.json": meta.get("passages"), "bm25": _bm25_docs(bm25)}
+        for name, n in counts.items():
+            if n is not None and n != len(passages):
+                raise RagIndexError(f"{p}: damaged RAG index ({len(passages)} passages in passages.jsonl, "
+                                    f"{n} in {name}); rebuild it with `vinaforge rag index`")  # fmt: skip
         vectors, embedder = None, None
         model = embedding_model or meta.get("embedding_model")
         if (p / "embeddings.npy").is_file():
-            vectors = np.load(p / "embeddings.npy")
+            vectors = _load_part(p / "embeddings.npy", p, np.load)
+            if len(vectors) != len(passages):
+                raise RagIndexError(f"{p}: damaged RAG index ({len(vectors)} vectors for {len(passages)} "
+                                    "passages); rebuild it with `vinaforge rag index`")  # fmt: skip
             if load_embedder and model:
                 from vinaforge.rag.embed import Embedder
 
@@ -164,6 +192,13 @@ class RagIndex:
         return cls(passages, bm25, meta.get("tokens", "syllables"), embedder, vectors, model)
 
     # ------------------------------------------------------------------ search
+
+    def check_query(self, query: str, k: int) -> None:
+        """Refuse an empty query or a ``k`` below 1 (they used to return nothing, silently)."""
+        if not canonical(query).strip():
+            raise RagIndexError("the question is empty")
+        if k < 1:
+            raise RagIndexError(f"k must be at least 1, got {k}")
 
     def _bm25_ranking(self, query: str, depth: int) -> list[tuple[int, float]]:
         q = tokenize(query, self.tokens)
@@ -201,3 +236,37 @@ class RagIndex:
                     fused[i] = fused.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
             ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
         return [Hit(self.passages[i], s, r) for r, (i, s) in enumerate(ranked[:k])]
+
+
+def check_index_output(out: Path) -> None:
+    """Refuse an output that is a file, cannot be created, or is a folder of other files."""
+    from vinaforge.checks import check_output_dir
+
+    check_output_dir(out, "index folder", "--out")
+    if out.is_dir() and any(out.iterdir()) and not (out / "meta.json").is_file():
+        raise RagIndexError(f"index folder {out}: exists and is not a RAG index; it would be replaced, "
+                            "so pick a new or empty folder")  # fmt: skip
+
+
+def _read_passages(f: Path) -> list[Passage]:
+    with open(f, encoding="utf-8") as fh:
+        return [Passage(**json.loads(line)) for line in fh if line.strip()]
+
+
+def _bm25_docs(bm25) -> int | None:
+    scores = getattr(bm25, "scores", None)
+    n = scores.get("num_docs") if isinstance(scores, dict) else None
+    return int(n) if n is not None else None
+
+
+def _load_part(f: Path, index: Path, read):
+    """``read(f)``; a missing or damaged file of the index is a :class:`RagIndexError` naming it."""
+    if not f.exists():
+        raise RagIndexError(f"{index}: damaged RAG index ({f.name} is missing); rebuild it with "
+                            "`vinaforge rag index`")  # fmt: skip
+    try:
+        return read(f)
+    except (OSError, ValueError, TypeError, KeyError, EOFError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise RagIndexError(f"{index}: damaged RAG index ({f.name}: {first}); rebuild it with "
+                            "`vinaforge rag index`") from err  # fmt: skip
