@@ -170,6 +170,12 @@ def _damaged(p: Path, err: Exception, error: type[Exception]) -> Exception:
 _READ_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
+def open_binary(path: str | os.PathLike) -> io.BufferedIOBase:
+    """A plain or gzip file opened for reading bytes (lines decoded by the caller, one by one)."""
+    p = Path(path)
+    return gzip.open(p, "rb") if p.name.endswith(".gz") else open(p, "rb")
+
+
 def iter_strict_lines(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[str]:
     """Lines of a plain or gzip file, each decoded as strict UTF-8.
 
@@ -177,7 +183,7 @@ def iter_strict_lines(path: str | os.PathLike, error: type[Exception] = ValueErr
     replace them, and a whole-file decoder would fail without saying where).
     """
     p = Path(path)
-    with gzip.open(p, "rb") if p.name.endswith(".gz") else open(p, "rb") as fh:
+    with open_binary(p) as fh:
         for lineno, raw in enumerate(fh, 1):
             try:
                 yield raw.decode("utf-8")

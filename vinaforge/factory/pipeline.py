@@ -74,9 +74,10 @@ def _open_lines(path: Path) -> Iterator[str]:
         yield from fh
 
 
-def _raw_lines(path: Path) -> Iterator[bytes]:
-    """Undecoded lines: each is decoded on its own, so one bad byte rejects one line, not the rest."""
-    with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as fh:
+def _binary_lines(path: Path) -> Iterator[bytes]:
+    from vinaforge.io import open_binary
+
+    with open_binary(path) as fh:
         yield from fh
 
 
@@ -109,7 +110,8 @@ def stream_records(
             continue
         lineno = 0
         try:
-            for lineno, raw_line in enumerate(_raw_lines(path), 1):
+            # undecoded lines, each decoded on its own: one bad byte rejects one line, not the rest
+            for lineno, raw_line in enumerate(_binary_lines(path), 1):
                 if not raw_line.strip():
                     continue
                 i += 1

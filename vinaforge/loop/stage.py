@@ -19,9 +19,10 @@ def run(config: Config, ctx: StageContext) -> StageResult:
         figures = run_iteration(config, ctx.work_dir, seed=ctx.seed)
     except WaitingForRankings as err:  # not a failure: people have to rank first
         raise RuntimeError(str(err)) from None
+    outputs = {"policy": "policy", "reward_model": "reward_model", "rankings": "rankings.jsonl"}
     steps = {"policy": "steps/6-rl/final", "reward_model": "steps/5-reward/final",
              "rankings.jsonl": "steps/4-rankings/rankings.jsonl"}  # fmt: skip
-    outputs = {name.removesuffix(".jsonl"): str(link_tree(ctx.work_dir / src, ctx.work_dir / name).name)
-               for name, src in steps.items()}  # fmt: skip
+    for name, src in steps.items():
+        link_tree(ctx.work_dir / src, ctx.work_dir / name)
     metrics = {k: v for name in ("reward", "rl") for k, v in (figures.get(name) or {}).items() if k != "finished"}
     return StageResult(outputs=outputs, metrics=metrics, report=report_section(figures))

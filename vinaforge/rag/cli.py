@@ -73,13 +73,12 @@ def index_cmd(
 
     from vinaforge.logs import console, setup_console
     from vinaforge.rag.chunk import passages_of
-    from vinaforge.rag.index import RagIndex, check_index_output
+    from vinaforge.rag.index import RagIndex, check_index_output, check_tokens
 
     setup_console()
 
     def run():
-        if tokens not in ("syllables", "words"):
-            raise ValueError(f"--tokens must be syllables or words, got {tokens!r}")
+        check_tokens(tokens)  # before chunking, not after
         check_index_output(out)
         t0 = time.perf_counter()
         with console().status("chunking documents"):

@@ -296,6 +296,7 @@ class CptTrainer:
         self.cfg = cfg
         self.out = Path(output_dir)
         self.callbacks = list(callbacks)
+        self._nonfinite_steps = 0  # consecutive steps whose gradient norm was not finite
         self.seed = cfg.seed if cfg.seed is not None else default_seed
         # checkpoints record which inputs (model weights, tokenizer, data) they were trained from:
         # a checkpoint of an older model is refused, not resumed, even under the same settings
@@ -623,7 +624,7 @@ class CptTrainer:
         1/rms, and after 6 layers embedding gradients reach 1e22, whose squared norm overflows.
         """
         finite = grad_norm is None or math.isfinite(float(grad_norm))
-        self._nonfinite_steps = 0 if finite else getattr(self, "_nonfinite_steps", 0) + 1
+        self._nonfinite_steps = 0 if finite else self._nonfinite_steps + 1
         if self._nonfinite_steps >= self.MAX_NONFINITE_GRAD_STEPS:
             raise TrainingError(
                 f"step {self.state.global_step} (phase {plan.name}): the gradient norm was {float(grad_norm)} for "
