@@ -110,6 +110,18 @@ def quiet_libraries() -> None:
     logging.getLogger("vinaforge").setLevel(logging.WARNING)
 
 
+def restore_ctrl_c() -> None:
+    """Make Ctrl-C raise ``KeyboardInterrupt`` even when the parent ignored SIGINT.
+
+    A process started in the background by a non-interactive shell (``cmd &`` in a script, as CI
+    runners do) inherits SIGINT ignored, and Python then leaves it ignored: Ctrl-C in the chat
+    would do nothing, neither stopping a reply nor clearing the prompt.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def enable_line_editing() -> None:
     """Arrow keys, history and Ctrl-A/E at the prompt: GNU readline hooks ``input()`` when imported."""
     try:
@@ -135,6 +147,7 @@ def chat(
 
     out = Console(highlight=False)
     quiet_libraries()
+    restore_ctrl_c()
     enable_line_editing()
     params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, seed=None)
     try:
