@@ -15,6 +15,11 @@ Rows implemented here (the rest of issue 20's table are not yet; see docs/seeds.
 | extension | +N Vietnamese tokens (VBD's BPE extension), mean init | the base vocabulary |
 | init | mean init | random init; HF's mean_resizing; zero |
 | frozen | new embeddings only for a quarter of the tokens, then all | all from the start |
+| curriculum | high-quality tier alone for half the tokens, then 30/70 high/low | the same 65/35 share, shuffled |
+
+The quality tiers are the curation stage's (``vinaforge data curate``: LID, Gopher/FineWeb rules,
+dedup, then the top half by quality score per language is ``high``) on Wikipedia, news and legal
+text, run once in the shared prep recipe, as ``recipes/seeds/seallm.yaml`` does.
 
 Equal FLOPs: the extended vocabulary makes the LM head (most of a small model's FLOPs) larger, so
 the control arm of ``extension`` gets proportionally more tokens (``--equal flops``, the default)
@@ -45,8 +50,9 @@ VTB_DEV = f"{SHARED}/benchmarks/ud_vietnamese_vtb/vi_vtb-ud-dev.conllu"
 SCALES = {"cpu": {"tokens": 80_000, "seq_len": 256, "micro_batch_size": 8, "threads": 2},
           "gpu": {"tokens": 20_000_000, "seq_len": 1024, "micro_batch_size": 32, "threads": None}}  # fmt: skip
 
-# row -> arm -> (extend the vocabulary?, init, phases as fractions of the arm's tokens)
-ROWS: dict[str, dict[str, tuple[bool, str, list[tuple[str, float]]]]] = {
+# row -> arm -> (extend the vocabulary?, init, phases as fractions of the arm's tokens[, data])
+# data (default "mix"): which CPT data the arm trains on, a key of DATA below.
+ROWS: dict[str, dict[str, tuple]] = {
     "extension": {"extended (mean)": (True, "mean", [("all", 1.0)]), "base vocabulary": (False, "mean", [("all", 1.0)])},
     "init": {
         "mean": (True, "mean", [("all", 1.0)]),
@@ -58,7 +64,35 @@ ROWS: dict[str, dict[str, tuple[bool, str, list[tuple[str, float]]]]] = {
         "new rows first": (True, "mean", [("new_embeddings", 0.25), ("all", 0.75)]),
         "all from the start": (True, "mean", [("all", 1.0)]),
     },
+    # SeaLLMs: the high-quality tier alone first, the low tier joins for the second half; the
+    # control draws the same share of each tier over the run, shuffled from the first step.
+    "curriculum": {
+        "high -> low": (True, "mean", [("all", 1.0)], "tiers-curriculum"),
+        "shuffled": (True, "mean", [("all", 1.0)], "tiers-shuffled"),
+    },
 }
+
+_TIERS = {"vi_high": {"paths": ["@prep/vi_high"]}, "vi_low": {"paths": ["@prep/vi_low"]}}
+# source specs and mixture of each CPT data choice; both tier arms see 65% high, 35% low overall
+DATA: dict[str, tuple[dict, object]] = {
+    "mix": (
+        {"vi_wiki": {"paths": [f"{SHARED}/vi_text/viwiki_undertheseanlp.jsonl.gz"], "max_tokens": 3_000_000},
+         "vi_news": {"paths": [f"{SHARED}/vi_text/news_dantri_unc_undertheseanlp.jsonl.gz"]}},
+        {"vi_wiki": 0.6, "vi_news": 0.4},
+    ),  # fmt: skip
+    "tiers-curriculum": (_TIERS, [{"until": 0.5, "weights": {"vi_high": 1.0}},
+                                  {"weights": {"vi_high": 0.3, "vi_low": 0.7}}]),  # fmt: skip
+    "tiers-shuffled": (_TIERS, {"vi_high": 0.65, "vi_low": 0.35}),
+}
+# the Vietnamese text the curation stage splits into quality tiers (as seallm.yaml does)
+TIER_INPUTS = [f"{SHARED}/vi_text/viwiki_undertheseanlp.jsonl.gz",
+               f"{SHARED}/vi_text/news_dantri_unc_undertheseanlp.jsonl.gz",
+               f"{SHARED}/vi_text/legal_vlc_undertheseanlp.jsonl.gz"]  # fmt: skip
+
+
+def _arm(row: str, arm: str) -> tuple[bool, str, list[tuple[str, float]], str]:
+    extend, init, phases, *data = ROWS[row][arm]
+    return extend, init, phases, (data[0] if data else "mix")
 
 
 def prep_recipe(scale: str) -> Path:
@@ -76,30 +110,32 @@ def prep_recipe(scale: str) -> Path:
                 "max_new_tokens": 4096,
                 "sample_bytes": 20_000_000,
             },
+            # quality tiers for the curriculum row only (a stage no other arm reads)
+            "curate": {"inputs": TIER_INPUTS, "limit": 6000, "workers": 2},
         },
     }
     return _write(recipe)
 
 
 def arm_recipe(row: str, arm: str, seed: int, tokens: int, scale: dict, prep: Path) -> Path:
-    extend, init, phases = ROWS[row][arm]
+    extend, init, phases, data = _arm(row, arm)
+    sources, mixture = DATA[data]
+    prep_outputs = {"base": "base/model", "tokenizer": "tokenizer/tokenizer", "en_heldout": "base/en_heldout"}
+    if data.startswith("tiers"):
+        prep_outputs |= {"vi_high": "curate/kept/high/vi", "vi_low": "curate/kept/low/vi"}
     model = {"base": "@prep/base", "init": init, "seed": seed}
     if extend:
         model["tokenizer"] = "@prep/tokenizer"
     recipe = {
-        "name": arm_name(extend, init, phases, seed),
+        "name": arm_name(extend, init, phases, seed, data),
         "run_dir": str(OUT / "runs"),
         "seed": seed,
         "stages": {
-            "prep": {"kind": "recipe", "recipe": str(prep),
-                     "outputs": {"base": "base/model", "tokenizer": "tokenizer/tokenizer", "en_heldout": "base/en_heldout"}},  # fmt: skip
+            "prep": {"kind": "recipe", "recipe": str(prep), "outputs": prep_outputs},
             "model": model,
             "cpt": {
                 "model": "@model/model",
-                "data": {"sources": {
-                    "vi_wiki": {"paths": [f"{SHARED}/vi_text/viwiki_undertheseanlp.jsonl.gz"], "max_tokens": 3_000_000},
-                    "vi_news": {"paths": [f"{SHARED}/vi_text/news_dantri_unc_undertheseanlp.jsonl.gz"]},
-                }, "mixture": {"vi_wiki": 0.6, "vi_news": 0.4}},  # fmt: skip
+                "data": {"sources": sources, "mixture": mixture},
                 "phases": [
                     {"name": f"{kind}-{i}", "trainable": kind, "tokens": max(1, int(tokens * frac)), "lr": 1e-3,
                      "schedule": "wsd", "warmup_steps": 5}  # fmt: skip
@@ -124,12 +160,13 @@ def arm_recipe(row: str, arm: str, seed: int, tokens: int, scale: dict, prep: Pa
     return _write(recipe)
 
 
-def arm_name(extend: bool, init: str, phases: list[tuple[str, float]], seed: int) -> str:
+def arm_name(extend: bool, init: str, phases: list[tuple[str, float]], seed: int, data: str = "mix") -> str:
     """A run name from the arm's configuration, so that the same arm in two rows (the extended,
     mean-init, all-from-the-start arm is in all three) is trained once and reused."""
     vocab = "ext" if extend else "basevocab"
     steps = "-".join(f"{kind}{round(frac * 100)}" for kind, frac in phases)
-    return f"adapt-{vocab}-{init}-{_slug(steps)}-s{seed}"
+    tail = "" if data == "mix" else f"-{data}"
+    return f"adapt-{vocab}-{init}-{_slug(steps)}{tail}-s{seed}"
 
 
 def _slug(text: str) -> str:

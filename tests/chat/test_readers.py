@@ -192,3 +192,36 @@ def test_real_instruct_files(shared_data):
             assert r.reason and ":" in r.source
     res = read_conversations(shared_data / "instruct" / "vi_alpaca_reduced.jsonl.gz", allow_empty=True)
     assert res.n_in == 51092 and len(res.kept) > 50000
+
+
+def test_damaged_json_parquet_and_hf_sources(tmp_path):
+    """Issue 22: a damaged .json, .json.gz or .parquet file is one rejected record naming the file
+    (as a bad JSONL line is), and an hf: dataset that cannot be loaded is a one-line error."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    recs = [{"messages": MULTI}] * 3
+    whole = json.dumps(recs).encode()
+    (tmp_path / "bytes.json").write_bytes(whole[:40] + b"\xff" + whole[40:])
+    packed = gzip.compress(whole)
+    (tmp_path / "cut.json.gz").write_bytes(packed[: len(packed) // 2])
+    pq.write_table(pa.Table.from_pylist(recs), tmp_path / "ok.parquet")
+    (tmp_path / "cut.parquet").write_bytes((tmp_path / "ok.parquet").read_bytes()[:200])
+    reasons = {
+        name: read_conversations(tmp_path / name, allow_empty=True).rejected
+        for name in ("bytes.json", "cut.json.gz", "cut.parquet")
+    }
+    assert "not valid UTF-8" in reasons["bytes.json"][0].reason
+    assert "truncated or damaged file" in reasons["cut.json.gz"][0].reason
+    assert "damaged or not a parquet file" in reasons["cut.parquet"][0].reason
+    assert all(len(r) == 1 and r[0].source.startswith(str(tmp_path)) for r in reasons.values())
+    assert len(read_conversations(tmp_path / "ok.parquet").kept) == 3
+    Dataset.from_list(recs).save_to_disk(str(tmp_path / "ds"))
+    next((tmp_path / "ds").glob("*.arrow")).write_bytes(b"\x00" * 64)
+    with pytest.raises(ChatFormatError, match=r"hf:.*ds: cannot load the dataset"):
+        read_conversations(f"hf:{tmp_path / 'ds'}")
+    with pytest.raises(ChatFormatError, match=r"hf:no-such-org/no-such-set: cannot load the dataset"):
+        read_conversations("hf:no-such-org/no-such-set")

@@ -106,3 +106,22 @@ def test_helpers_and_bad_inputs(tmp_path):
         Config(backend=BackendConfig(model="x"), instructions={"domains": ["space"]})
     with pytest.raises(FactoryError, match="textbook.inputs"):
         synth(Config(mode="textbook", backend=BackendConfig(model="x")), tmp_path / "o")
+
+
+def test_seed_file_with_bad_bytes_or_json_names_the_line(tmp_path):
+    """Issue 22: invalid UTF-8 in a seeds file ended in a UnicodeDecodeError traceback."""
+    from vinaforge.factory.synth import load_seeds
+
+    good = '{"domain": "a", "instruction": "Viết một câu.", "response": "Đây là một câu."}\n'
+    bad = tmp_path / "seeds.jsonl"
+    bad.write_bytes(good.encode() + b'{"domain": "a", "instruction": "\xff", "response": "x"}\n')
+    with pytest.raises(FactoryError, match=r"seeds.jsonl:2: not valid UTF-8"):
+        load_seeds(str(bad))
+    bad.write_text(good + "{not json\n", encoding="utf-8")
+    with pytest.raises(FactoryError, match=r"seeds.jsonl:2: not valid JSON"):
+        load_seeds(str(bad))
+    bad.write_text(good + '{"domain": "a", "instruction": ""}\n', encoding="utf-8")
+    with pytest.raises(FactoryError, match=r"seeds.jsonl:2: seed task needs text field 'instruction'"):
+        load_seeds(str(bad))
+    bad.write_text(good, encoding="utf-8")
+    assert [s["domain"] for s in load_seeds(str(bad))] == ["a"]

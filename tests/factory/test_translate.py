@@ -217,3 +217,23 @@ def test_broken_bytes_and_output_paths(tm_server, en_data, tmp_path):
     with pytest.raises(FactoryError, match="not a factory run"):
         translate(_cfg(tm_server.base_url, [en_data]), mine, overwrite=True)
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_cli_refused_key_and_refused_url_are_one_line_errors(en_data, tmp_path):
+    """Issue 22: a wrong API key printed datatrove's traceback before the one-line error; a URL that
+    refuses connections made ``data synth`` exit 0 with nothing kept."""
+    env = {**os.environ, "VF_FACTORY_KEY": "sk-wrong-key-000000"}
+    cli = [sys.executable, "-m", "vinaforge", "data"]
+    with serve_backend(TranslationMemory(), api_key="sk-right-key-123456") as srv:
+        p = subprocess.run([*cli, "translate", str(en_data), "-o", str(tmp_path / "t"), "--model", "tm",
+                            "--base-url", srv.base_url, "--api-key-env", "VF_FACTORY_KEY"],
+                           capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stdout + p.stderr
+    assert "refused the API key (from VF_FACTORY_KEY)" in p.stdout + p.stderr
+    assert "sk-wrong-key" not in p.stdout + p.stderr
+    p = subprocess.run([*cli, "synth", "-o", str(tmp_path / "s"), "--model", "m", "--base-url",
+                        "http://127.0.0.1:9/v1", "--n", "3", "--set", "backend.max_retries=0"],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert p.returncode == 1 and "Traceback" not in p.stdout + p.stderr
+    assert "every call to http://127.0.0.1:9/v1 failed (3 calls" in p.stdout + p.stderr

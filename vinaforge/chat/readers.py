@@ -24,6 +24,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,14 +224,24 @@ def _raw_records_of_file(path: Path) -> Iterator[tuple[str, Any]]:
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        for i, rec in enumerate(pq.read_table(path).to_pylist()):
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            yield str(path), ConversationError(f"damaged or not a parquet file ({err})")
+            return
+        for i, rec in enumerate(rows):
             yield f"{path}#{i}", rec
         return
     if name.endswith((".json", ".json.gz")):
-        with _open(path) as fh:
-            head = fh.read(1 << 16)
-            rest = fh.read()
-        text = head + rest
+        try:
+            with _open(path) as fh:
+                text = fh.read()
+        except UnicodeDecodeError as err:
+            yield str(path), ConversationError(f"not valid UTF-8 ({err.reason} at byte {err.start})")
+            return
+        except (EOFError, OSError, zlib.error) as err:
+            yield str(path), ConversationError(f"truncated or damaged file ({err})")
+            return
         if text.lstrip().startswith("["):
             try:
                 data = json.loads(text)
@@ -266,8 +277,21 @@ def _iter_lines(path: Path) -> Iterator[str | Exception]:
 
 
 def _raw_records_of_hf(spec: str) -> Iterator[tuple[str, Any]]:
+    """Records of a hub dataset or a ``save_to_disk`` folder; one that cannot be loaded (not on
+    the hub or offline, a damaged Arrow file) is a one-line error naming it, not a traceback."""
     name, _, split = spec[3:].partition(":")
     split = split or "train"
+    try:
+        ds = _load_hf(name, split)
+        for i, rec in enumerate(ds):
+            yield f"hf:{name}[{split}]#{i}", rec
+    except ChatFormatError:
+        raise
+    except Exception as err:  # datasets and pyarrow raise many kinds; all mean "cannot read it"
+        raise ChatFormatError(f"{spec}: cannot load the dataset ({type(err).__name__}: {str(err)[:300]})") from err
+
+
+def _load_hf(name: str, split: str):
     local = Path(name)
     if local.is_dir() and ((local / "dataset_info.json").is_file() or (local / "state.json").is_file()
                            or (local / "dataset_dict.json").is_file()):
@@ -275,13 +299,13 @@ def _raw_records_of_hf(spec: str) -> Iterator[tuple[str, Any]]:
 
         ds = load_from_disk(str(local))
         if isinstance(ds, DatasetDict):
+            if split not in ds:
+                raise ChatFormatError(f"hf:{name}: no split {split!r} (splits: {', '.join(ds)})")
             ds = ds[split]
-    else:
-        from datasets import load_dataset
+        return ds
+    from datasets import load_dataset
 
-        ds = load_dataset(name, split=split, streaming=True)
-    for i, rec in enumerate(ds):
-        yield f"hf:{name}[{split}]#{i}", rec
+    return load_dataset(name, split=split, streaming=True)
 
 
 def expand_sources(sources: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:

@@ -122,7 +122,9 @@ class QuietLocalExecutor(LocalPipelineExecutor):
         self.logging_dir.makedirs("", exist_ok=True)
         sinks = [
             logger.add(self.logging_dir.resolve_paths("log.txt"), level="INFO"),
-            logger.add(sys.stderr, level="WARNING"),
+            # a failing task's traceback goes to log.txt only: the error itself reaches the caller,
+            # which prints it as one line (a wrong API key is not a crash)
+            logger.add(sys.stderr, level="WARNING", filter=_without_traceback),
         ]
         try:
             if self.workers > 1:
@@ -145,6 +147,10 @@ class QuietLocalExecutor(LocalPipelineExecutor):
             for sink in sinks:
                 logger.remove(sink)
             logger.add(sys.stderr, level="WARNING")
+
+
+def _without_traceback(record: dict) -> bool:
+    return record["exception"] is None
 
 
 def make_executor(cfg: Config, pipeline: list, tasks: int, logging_dir: Path, depends=None, name: str = ""):

@@ -4,7 +4,7 @@ Settings come from the same ``Config`` as the recipe stages (``--config FILE.yam
 ``--set key=value``); the few common ones have their own options. Hand-written typer glue.
 
 Errors are one line with credentials masked (:func:`vinaforge.logs.fail`: a key pasted where the
-env var *name* goes is not echoed back), and a translate run in which every call failed (a URL
+env var *name* goes is not echoed back), and a translate or synth run in which every call failed (a URL
 that refuses connections, an endpoint answering garbage) exits 1 saying so, instead of 0.
 """
 
@@ -78,12 +78,13 @@ def _run(
 
 
 def _fail_if_no_call_worked(s: dict[str, Any], base_url: str | None) -> None:
-    u = s["usage"]
+    u = s.get("usage") or {}
     if s["kept"] == 0 and u.get("calls", 0) > 0 and u.get("failed_calls", 0) == u["calls"]:
         from vinaforge.logs import fail
 
         fail(f"every call to {base_url or 'the model'} failed ({u['calls']} calls; reasons in the rejected "
-             "folder); check --base-url and the server, then re-run (answered calls are cached)", code=1)  # fmt: skip
+             "folder); check --base-url and the server, then re-run with --overwrite (the call cache "
+             "is kept, so answered calls are not paid twice)", code=1)  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
@@ -146,6 +147,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"{s['input']} generated, {s['kept']} kept, {s['rejected']} rejected; see {output}/summary.json"
         )
+        _fail_if_no_call_worked(s, base_url)
 
     @app.command()
     def decontaminate(

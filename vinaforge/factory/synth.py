@@ -25,7 +25,6 @@ report; generation, MinHash, curation and embeddings are library code.
 from __future__ import annotations
 
 import functools
-import json
 import random
 import re
 import time
@@ -46,7 +45,7 @@ from vinaforge.factory.pipeline import (
     run_steps,
 )
 from vinaforge.generate import BackendConfig, SamplingConfig
-from vinaforge.io import atomic_write_json
+from vinaforge.io import atomic_write_json, iter_jsonl
 from vinaforge.stage import StageContext, StageResult
 
 RESUMABLE = True
@@ -170,13 +169,7 @@ def load_seeds(path: str | None) -> list[dict[str, Any]]:
     if not p.is_file():
         raise FactoryError(f"seed file {p} does not exist (instructions.seeds)")
     seeds = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise FactoryError(f"{p}:{i}: not valid JSON ({err.msg})") from err
+    for i, rec in iter_jsonl(p, FactoryError, strict_utf8=True):
         for key in ("domain", "instruction", "response"):
             if not isinstance(rec.get(key), str) or not rec[key].strip():
                 raise FactoryError(f"{p}:{i}: seed task needs text field {key!r}")
