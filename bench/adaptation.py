@@ -8,7 +8,7 @@ number of training tokens, over several seeds (mean ± sd). Scored on text no st
 - English bits per byte on the base's held-out 2% of English (forgetting);
 - the tokenizer's tokens per Vietnamese syllable (the inference cost of extension).
 
-Rows implemented here (the rest of issue 20's table are not yet; see docs/seeds.md):
+Rows implemented here (the rest of issue 20's table are not yet; see docs/benchmarks.md):
 
 | row | variant | control |
 |---|---|---|
@@ -16,6 +16,10 @@ Rows implemented here (the rest of issue 20's table are not yet; see docs/seeds.
 | init | mean init | random init; HF's mean_resizing; zero |
 | frozen | new embeddings only for a quarter of the tokens, then all | all from the start |
 | curriculum | high-quality tier alone for half the tokens, then 30/70 high/low | the same 65/35 share, shuffled |
+| hybrid | 25% instructions (prompts masked) in the CPT mixture, then SFT | no instructions in CPT, then the same SFT |
+
+The hybrid row's figure is held-out assistant loss (nats per assistant token, vicuna template, on
+200 held-out vi_alpaca conversations), after CPT and after the same 20-step SFT.
 
 The quality tiers are the curation stage's (``vinaforge data curate``: LID, Gopher/FineWeb rules,
 dedup, then the top half by quality score per language is ``high``) on Wikipedia, news and legal
@@ -70,7 +74,15 @@ ROWS: dict[str, dict[str, tuple]] = {
         "high -> low": (True, "mean", [("all", 1.0)], "tiers-curriculum"),
         "shuffled": (True, "mean", [("all", 1.0)], "tiers-shuffled"),
     },
+    # VBD, SeaLLMs: instructions (prompts masked) in the CPT mixture; both arms then get the same
+    # short SFT, and the row compares held-out assistant loss after CPT and after SFT.
+    "hybrid": {
+        "instructions in CPT": (True, "mean", [("all", 1.0)], "mix-instruct"),
+        "none": (True, "mean", [("all", 1.0)], "mix"),
+    },
 }
+CHAT_ROWS = {"hybrid"}  # rows whose arms go on to SFT and score held-out assistant loss
+SFT_STEPS = 20  # TRL's SFT step costs ~6.8 s on 2 cores at batch 8 x 256 tokens
 
 _TIERS = {"vi_high": {"paths": ["@prep/vi_high"]}, "vi_low": {"paths": ["@prep/vi_low"]}}
 # source specs and mixture of each CPT data choice; both tier arms see 65% high, 35% low overall
@@ -84,6 +96,10 @@ DATA: dict[str, tuple[dict, object]] = {
                                   {"weights": {"vi_high": 0.3, "vi_low": 0.7}}]),  # fmt: skip
     "tiers-shuffled": (_TIERS, {"vi_high": 0.65, "vi_low": 0.35}),
 }
+DATA["mix-instruct"] = (
+    {**DATA["mix"][0], "instruct": {"paths": ["@prep/sft_train"], "kind": "instruct", "chat_template": "vicuna"}},
+    {"vi_wiki": 0.45, "vi_news": 0.3, "instruct": 0.25},
+)
 # the Vietnamese text the curation stage splits into quality tiers (as seallm.yaml does)
 TIER_INPUTS = [f"{SHARED}/vi_text/viwiki_undertheseanlp.jsonl.gz",
                f"{SHARED}/vi_text/news_dantri_unc_undertheseanlp.jsonl.gz",
@@ -112,6 +128,9 @@ def prep_recipe(scale: str) -> Path:
             },
             # quality tiers for the curriculum row only (a stage no other arm reads)
             "curate": {"inputs": TIER_INPUTS, "limit": 6000, "workers": 2},
+            # instructions for the hybrid row, and 200 held-out conversations for its assistant loss
+            "split": {"inputs": [f"{SHARED}/instruct/vi_alpaca_reduced.jsonl.gz"], "heldout_fraction": 0.01,
+                      "heldout_max": 200},  # fmt: skip
         },
     }
     return _write(recipe)
@@ -123,11 +142,14 @@ def arm_recipe(row: str, arm: str, seed: int, tokens: int, scale: dict, prep: Pa
     prep_outputs = {"base": "base/model", "tokenizer": "tokenizer/tokenizer", "en_heldout": "base/en_heldout"}
     if data.startswith("tiers"):
         prep_outputs |= {"vi_high": "curate/kept/high/vi", "vi_low": "curate/kept/low/vi"}
+    chat = row in CHAT_ROWS
+    if chat:
+        prep_outputs |= {"sft_train": "split/train.jsonl", "sft_heldout": "split/heldout.jsonl"}
     model = {"base": "@prep/base", "init": init, "seed": seed}
     if extend:
         model["tokenizer"] = "@prep/tokenizer"
     recipe = {
-        "name": arm_name(extend, init, phases, seed, data),
+        "name": arm_name(extend, init, phases, seed, data, sft=chat),
         "run_dir": str(OUT / "runs"),
         "seed": seed,
         "stages": {
@@ -157,15 +179,40 @@ def arm_recipe(row: str, arm: str, seed: int, tokens: int, scale: dict, prep: Pa
             },
         },
     }
+    if chat:
+        recipe["stages"] |= chat_stages(scale)
     return _write(recipe)
 
 
-def arm_name(extend: bool, init: str, phases: list[tuple[str, float]], seed: int, data: str = "mix") -> str:
+def chat_stages(scale: dict) -> dict:
+    """The same SFT for every arm of a chat row, and held-out assistant loss after CPT and after SFT
+    (one template, vicuna, for both, so the two score the same tokens)."""
+    chat = {"conversations": ["@prep/sft_heldout"], "loss_template": "vicuna", "max_length": scale["seq_len"]}
+    return {
+        "eval_cpt_chat": {"kind": "eval", "model": "@cpt/final", "chat": chat, "max_length": scale["seq_len"]},
+        "sft": {
+            "model": "@cpt/final",
+            "mode": "full",
+            "chat_template": "vicuna",
+            "data": {"sources": {"alpaca": {"paths": ["@prep/sft_train"]}}, "eval_fraction": 0.0},
+            "training": {"max_steps": SFT_STEPS, "batch_size": 8, "learning_rate": 1e-3, "warmup_steps": 0.05,
+                         "max_length": scale["seq_len"], "threads": scale["threads"], "logging_steps": 5,
+                         "save_steps": SFT_STEPS},  # fmt: skip
+            "safety_eval": False,
+            "prompts": [],
+        },
+        "eval_sft_chat": {"kind": "eval", "model": "@sft/final", "chat": chat, "max_length": scale["seq_len"]},
+    }
+
+
+def arm_name(
+    extend: bool, init: str, phases: list[tuple[str, float]], seed: int, data: str = "mix", sft: bool = False
+) -> str:
     """A run name from the arm's configuration, so that the same arm in two rows (the extended,
     mean-init, all-from-the-start arm is in all three) is trained once and reused."""
     vocab = "ext" if extend else "basevocab"
     steps = "-".join(f"{kind}{round(frac * 100)}" for kind, frac in phases)
-    tail = "" if data == "mix" else f"-{data}"
+    tail = ("" if data == "mix" else f"-{data}") + ("-sft" if sft else "")
     return f"adapt-{vocab}-{init}-{_slug(steps)}{tail}-s{seed}"
 
 
@@ -209,7 +256,12 @@ def run_arm(path: Path) -> dict:
     cpt = json.loads((run_dir / "manifest.json").read_text())["stages"]["cpt"]
     total, vocab, hidden = _params(run_dir / "model" / "model")
     tokens = sum(p["tokens"] for p in cpt["config"]["phases"])
+    chat = {}
+    for stage, key in (("eval_cpt_chat", "asst_cpt"), ("eval_sft_chat", "asst_sft")):
+        if (run_dir / stage / "results.json").is_file():
+            chat[key] = json.loads((run_dir / stage / "results.json").read_text())["chat"]["assistant_loss"]["loss"]
     return {
+        **chat,
         "vi_bpb": res["bpb_sets"]["vi"]["bits_per_byte"],
         "en_bpb": res["bpb_sets"]["en"]["bits_per_byte"],
         "tokens_per_syllable": res["fertility"].get("vi_tokens_per_syllable"),
@@ -270,15 +322,17 @@ def markdown(table: dict, args) -> str:
     lines = [
         f"Seeds: {args.seeds}; equal {args.equal}; scale {args.scale}.",
         "",
-        "| row | arm | Vietnamese bpb (VTB dev) | English bpb (held-out) | tokens/syllable | tokens | FLOPs | wall s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| row | arm | Vietnamese bpb (VTB dev) | English bpb (held-out) | assistant loss after CPT | after SFT "
+        "| tokens/syllable | tokens | FLOPs | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, arms in table.items():
         for arm, runs in arms.items():
+            asst = [_ms([r[k] for r in runs]) if k in runs[0] else "–" for k in ("asst_cpt", "asst_sft")]
             lines.append(
                 f"| {row} | {arm} | {_ms([r['vi_bpb'] for r in runs])} | {_ms([r['en_bpb'] for r in runs])} | "
-                f"{runs[0]['tokens_per_syllable']:.3f} | {runs[0]['tokens']:,} | {runs[0]['flops']:.3g} | "
-                f"{statistics.mean(r['wall_s'] for r in runs):.0f} |"
+                f"{asst[0]} | {asst[1]} | {runs[0]['tokens_per_syllable']:.3f} | {runs[0]['tokens']:,} | "
+                f"{runs[0]['flops']:.3g} | {statistics.mean(r['wall_s'] for r in runs):.0f} |"
             )
     return "\n".join(lines)
 

@@ -113,3 +113,60 @@ def test_cli_import_gguf(vocab_dir, tmp_path):
     assert res.exit_code == 0 and "46/46 identical" in res.output
     again = CliRunner().invoke(app, ["tokenizer", "import-gguf", str(vocab_dir / "ggml-vocab-phi-3.gguf"), "-o", str(tmp_path / "t")])
     assert again.exit_code != 0 and "already exists" in again.output
+
+
+@pytest.mark.parametrize("family", ["phi-3", "llama-spm"])
+def test_sentencepiece_vocab_gets_its_tokenizer_model_back(vocab_dir, family, tmp_path, vtb_lines):
+    """Issue 21: a SentencePiece GGUF vocabulary imported as tokenizer.json only could not be
+    exported to GGUF again (Phi-3's converter reads tokenizer.model) nor extended as SentencePiece.
+    The proto written back from the GGUF's pieces reproduces llama.cpp's reference encodings, and
+    equals the HF tokenizer on Vietnamese."""
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    from vinaforge.tokenizer.gguf_import import import_gguf
+
+    rec = import_gguf(vocab_dir / f"ggml-vocab-{family}.gguf", tmp_path / "tok")
+    ref = rec["sentencepiece_reference"]
+    assert ref["texts"] >= 40 and ref["matched"] == ref["texts"], ref["mismatches"]
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "tok" / "tokenizer.model"))
+    assert sp.get_piece_size() == 32000  # Phi-3's chat tokens and padding stay HF added tokens
+    if vtb_lines:
+        hf = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+        assert all(sp.encode(t) == hf.encode(t, add_special_tokens=False) for t in vtb_lines)
+
+
+def test_phi3_folder_extends_as_sentencepiece_keeping_its_chat_tokens(vocab_dir, tmp_path, vtb_lines):
+    """Issue 21: extending a Phi-3 folder (tokenizer.model of 32,000 pieces, chat tokens from 32,000)
+    used to fail ("32385 ids, expected 32384"): the first new piece took <|endoftext|>'s id.
+    Every base id keeps its token, the chat template encodes the same, and Vietnamese gets shorter."""
+    from transformers import AutoTokenizer
+
+    from vinaforge.tokenizer.extend import ExtendSettings, extend_tokenizer
+    from vinaforge.tokenizer.gguf_import import import_gguf
+
+    import_gguf(vocab_dir / "ggml-vocab-phi-3.gguf", tmp_path / "phi3")
+    res = extend_tokenizer(tmp_path / "phi3", tmp_path / "ext", corpus=[str(REPO / "examples" / "corpus" / "vi_docs.jsonl")],
+                           settings=ExtendSettings(max_new_tokens=256, min_frequency=1), progress=False)  # fmt: skip
+    base, ext = AutoTokenizer.from_pretrained(str(tmp_path / "phi3")), AutoTokenizer.from_pretrained(str(tmp_path / "ext"))
+    assert res.base_vocab_size == len(base) == 32064 and len(ext) > len(base)
+    assert ext.convert_ids_to_tokens(list(range(len(base)))) == base.convert_ids_to_tokens(list(range(len(base))))
+    chat = [{"role": "user", "content": "Hello there"}, {"role": "assistant", "content": "Hi, how can I help?"}]
+    text = base.apply_chat_template(chat, tokenize=False)
+    assert ext.apply_chat_template(chat, tokenize=False) == text
+    assert ext.encode(text, add_special_tokens=False) == base.encode(text, add_special_tokens=False)
+    assert ext.encode("<|user|>\nXin chào", add_special_tokens=False)[0] == base.convert_tokens_to_ids("<|user|>")
+    if vtb_lines:
+        assert all(ext.decode(ext.encode(t, add_special_tokens=False)) == t for t in vtb_lines)
+        assert sum(len(ext.encode(t)) for t in vtb_lines) < sum(len(base.encode(t)) for t in vtb_lines)
+
+
+def test_a_cached_import_from_an_older_version_is_redone(vocab_dir, tmp_path, monkeypatch):
+    from vinaforge.tokenizer.gguf_import import RECORD, cached_import
+
+    monkeypatch.setenv("VINAFORGE_CACHE", str(tmp_path / "cache"))
+    folder = cached_import(vocab_dir / "ggml-vocab-phi-3.gguf")
+    (folder / "tokenizer.model").unlink()
+    rec = json.loads((folder / RECORD).read_text())
+    (folder / RECORD).write_text(json.dumps({k: v for k, v in rec.items() if k != "version"}))
+    assert cached_import(vocab_dir / "ggml-vocab-phi-3.gguf") == folder and (folder / "tokenizer.model").is_file()

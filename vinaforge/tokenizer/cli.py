@@ -317,5 +317,8 @@ def import_gguf_cmd(
             typer.echo(f"  llama.cpp reference encodings: {ref['matched']}/{ref['texts']} identical")
             for m in ref["mismatches"]:
                 typer.echo(f"    differs: {m['text']!r}: ours {m['ours']} llama.cpp {m['llama.cpp']}")
+        sp_ref = rec.get("sentencepiece_reference")
+        if sp_ref is not None:
+            typer.echo(f"  tokenizer.model written back from the GGUF: {sp_ref['matched']}/{sp_ref['texts']} identical")
 
     _run(go)

@@ -31,9 +31,12 @@ from vinaforge.tokenizer.simulate import SentencePieceBpe
 
 log = logging.getLogger(__name__)
 
-NORMAL, UNUSED = 1, 5
+NORMAL, USER_DEFINED, UNUSED = 1, 4, 5
 #: Files of a base HF folder copied as they are (ids do not change, so they stay valid).
 COPIED_FILES = ("special_tokens_map.json", "chat_template.jinja", "chat_template.json")
+#: tokenizer.json parts that say how text is read (and its added tokens, whose ids do not change),
+#: kept from the base's own tokenizer.json.
+TEXT_HANDLING_KEYS = ("added_tokens", "normalizer", "pre_tokenizer", "decoder", "post_processor")
 #: tokenizer_config.json keys that point at files or are written fresh.
 DROPPED_CONFIG_KEYS = ("tokenizer_file", "vocab_file", "auto_map", "name_or_path")
 
@@ -52,9 +55,52 @@ class SentencePieceBase:
                 f"{base.model_file}: SentencePiece {kind} model; only BPE models can be extended "
                 "(a unigram model scores whole segmentations, so new pieces cannot be appended safely)"
             )
+        self._append_added_tokens(base)
         scores = {p.piece: p.score for p in self.proto.pieces if p.type == NORMAL}
         self.sim = SentencePieceBpe(scores)
         self.alphabet = Alphabet(byte_level=False)
+
+    def _append_added_tokens(self, base: BaseTokenizer) -> None:
+        """Give the proto every id the HF folder has after its last piece, so new pieces come after
+        them: Phi-3's 11 chat tokens after its 32,000 pieces (``USER_DEFINED``: matched whole in
+        text, as HF's added tokens are), and the padding entries a GGUF vocabulary carries up to
+        the model's rows (``UNUSED``: never produced). Without this the first new piece took id
+        32,000, ``<|endoftext|>``'s.
+        """
+        tj = base.hf_dir / "tokenizer.json" if base.hf_dir is not None else None
+        if tj is None or not tj.is_file():
+            return
+        data = json.loads(tj.read_text(encoding="utf-8"))
+        n = len(self.proto.pieces)
+        added = {t["id"]: t["content"] for t in data.get("added_tokens", []) if t["id"] >= n}
+        vocab = {i: tok for tok, i in (data.get("model", {}).get("vocab") or {}).items() if i >= n}
+        ids = sorted(set(added) | set(vocab))
+        if ids != list(range(n, n + len(ids))):
+            raise TokenizerError(
+                f"{tj}: the ids after the {n:,} SentencePiece pieces are not consecutive from {n} "
+                f"({ids[:8]}...), so new pieces cannot be appended without moving one"
+            )
+        for i in ids:
+            piece = self.proto.pieces.add()
+            piece.piece, piece.score = added.get(i, vocab.get(i)), 0.0
+            piece.type = USER_DEFINED if i in added else UNUSED
+        if ids:
+            log.info("kept the %d ids after the SentencePiece pieces in place (%d-%d: %d added tokens)",
+                     len(ids), n, ids[-1], len(added))  # fmt: skip
+
+    def _keep_text_handling(self, out_json: Path) -> None:
+        """The base's own added tokens, normalizer, pre-tokenizer, decoder and post-processor, when
+        its folder has a ``tokenizer.json``: the extension adds pieces, not a new way to read text.
+        transformers' conversion of the proto would otherwise split added tokens after putting the
+        dummy prefix first (Phi-3's ``<|user|>`` became "▁" + ``<|user|>``)."""
+        base_json = self.base.hf_dir / "tokenizer.json" if self.base.hf_dir is not None else None
+        if base_json is None or not base_json.is_file():
+            return
+        base = json.loads(base_json.read_text(encoding="utf-8"))
+        data = json.loads(out_json.read_text(encoding="utf-8"))
+        for key in TEXT_HANDLING_KEYS:
+            data[key] = base.get(key)
+        out_json.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
     @property
     def vocab_size(self) -> int:
@@ -101,6 +147,7 @@ class SentencePieceBase:
         cfg = self.tokenizer_config()
         tok = load_sentencepiece_as_hf(model_file, cfg)
         tok.backend_tokenizer.save(str(out_dir / "tokenizer.json"))
+        self._keep_text_handling(out_dir / "tokenizer.json")
         (out_dir / "tokenizer_config.json").write_text(
             json.dumps(cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )

@@ -8,7 +8,10 @@ and both differences touch Vietnamese:
 - **Llama-3** (``tokenizer.ggml.pre = llama-bpe``): Meta's tokenizer.json sets
   ``ignore_merges: true`` (a pre-token that is itself a vocabulary entry is one token), which the
   GGUF converter leaves out; without it " Việt" becomes " Vi" + "ệ" + "t" instead of one token.
-- **SentencePiece** (``tokenizer.ggml.model = llama``): sentencepiece always adds the dummy
+- **SentencePiece** (``tokenizer.ggml.model = llama``): no ``tokenizer.model`` comes out, which
+  llama.cpp's converter needs for Phi-3 and Gemma and vinaforge's SentencePiece extension edits;
+  :func:`sentencepiece_proto` writes it back from the GGUF's pieces, scores and types. And
+  sentencepiece always adds the dummy
   prefix "▁", also before a leading space; the converter's ``Metaspace(prepend_scheme="first")``
   skips it when the text starts with a space. The legacy Llama normalizer (prepend "▁", then
   spaces → "▁") is what sentencepiece and llama.cpp do.
@@ -32,6 +35,9 @@ from typing import Any
 from vinaforge.tokenizer.resolve import TokenizerError
 
 RECORD = "vinaforge_gguf_import.json"
+#: Bumped when an import writes something new (2: ``tokenizer.model`` for SentencePiece
+#: vocabularies), so a cached folder from an older vinaforge is imported again.
+IMPORT_VERSION = 2
 SEPARATOR = "\n__ggml_vocab_test__\n"
 IGNORE_MERGES_PRE = {"llama-bpe", "llama3"}
 
@@ -75,6 +81,66 @@ def _fix(tokenizer_json: dict[str, Any], fields: dict[str, Any]) -> list[str]:
     return fixes
 
 
+def sentencepiece_proto(path: Path) -> Any:
+    """The SentencePiece model a ``tokenizer.ggml.model = llama`` vocabulary was converted from.
+
+    llama.cpp's converter wrote the proto's pieces, scores and types into the GGUF; written back
+    (BPE, byte fallback if it has byte pieces, Llama's identity normalizer), they give the
+    ``tokenizer.model`` that a real Llama-2/Phi-3 folder has and that llama.cpp's converter reads
+    a Phi-3's or Gemma's vocabulary from. The ids after the last normal or byte piece (Phi-3's chat
+    tokens, GGUF padding) stay out of the proto, as in the original: they are the HF folder's
+    added tokens. Both vocabularies here reproduce llama.cpp's 46 reference encodings.
+    """
+    from gguf import GGUFReader
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    reader = GGUFReader(str(path))
+
+    def values(key: str) -> list:
+        field = reader.fields[key]
+        return [field.parts[i] for i in field.data]
+
+    def scalar(key: str, default: Any) -> Any:
+        field = reader.fields.get(key)
+        return default if field is None else field.parts[field.data[0]].tolist()[0]
+
+    tokens = [bytes(v).decode("utf-8") for v in values("tokenizer.ggml.tokens")]
+    scores = [float(v[0]) for v in values("tokenizer.ggml.scores")]
+    types = [int(v[0]) for v in values("tokenizer.ggml.token_type")]
+    piece_type = pb.ModelProto.SentencePiece
+    size = max(i for i, t in enumerate(types) if t in (piece_type.NORMAL, piece_type.BYTE)) + 1
+    unk = scalar("tokenizer.ggml.unknown_token_id", 0)
+    proto = pb.ModelProto()
+    for i in range(size):
+        piece = proto.pieces.add()
+        piece.piece, piece.score = tokens[i], scores[i]
+        control = types[i] in (piece_type.CONTROL, piece_type.USER_DEFINED)  # <s>, </s> in Phi-3's GGUF
+        piece.type = piece_type.UNKNOWN if i == unk else (piece_type.CONTROL if control else types[i])
+    spec = proto.trainer_spec
+    spec.model_type, spec.vocab_size = pb.TrainerSpec.BPE, size
+    spec.byte_fallback = piece_type.BYTE in types[:size]
+    spec.unk_id, spec.pad_id = unk, -1
+    bos, eos = scalar("tokenizer.ggml.bos_token_id", -1), scalar("tokenizer.ggml.eos_token_id", -1)
+    spec.bos_id = bos if 0 <= bos < size else -1
+    spec.eos_id = eos if 0 <= eos < size else (tokens.index("</s>") if "</s>" in tokens[:size] else -1)
+    norm = proto.normalizer_spec
+    norm.name, norm.add_dummy_prefix = "identity", bool(scalar("tokenizer.ggml.add_space_prefix", True))
+    norm.remove_extra_whitespaces, norm.escape_whitespaces = False, True
+    return proto
+
+
+class _SentencePieceIds:
+    """``encode`` of a ``tokenizer.model``, shaped like a HF tokenizer's for :func:`reference_check`."""
+
+    def __init__(self, model_file: Path):
+        import sentencepiece as spm
+
+        self.sp = spm.SentencePieceProcessor(model_file=str(model_file))
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return self.sp.encode(text)
+
+
 def reference_check(tokenizer: Any, gguf_path: Path, examples: int = 5) -> dict[str, Any] | None:
     """Matches of llama.cpp's ``.inp``/``.out`` reference encodings, when they sit beside the file."""
     inp, out = Path(f"{gguf_path}.inp"), Path(f"{gguf_path}.out")
@@ -114,8 +180,11 @@ def import_gguf(gguf_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
         fixes = _fix(tj, fields)
         tj_path.write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
         tok = AutoTokenizer.from_pretrained(str(tmp))
-        record = {"source": str(src), "sha256": _sha256(src), "gguf": fields, "vocab_size": len(tok),
+        record = {"version": IMPORT_VERSION, "source": str(src), "sha256": _sha256(src), "gguf": fields, "vocab_size": len(tok),
                   "fixes": fixes, "reference": reference_check(tok, src)}  # fmt: skip
+        if fields["model"] == "llama":
+            (tmp / "tokenizer.model").write_bytes(sentencepiece_proto(src).SerializeToString())
+            record["sentencepiece_reference"] = reference_check(_SentencePieceIds(tmp / "tokenizer.model"), src)
         atomic_write_json(tmp / RECORD, record)
     return record
 
@@ -125,9 +194,20 @@ def cached_import(gguf_path: str | Path) -> Path:
     src = Path(gguf_path)
     root = Path(os.environ.get("VINAFORGE_CACHE", Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "vinaforge"))
     folder = root.expanduser() / "gguf-tokenizers" / f"{src.stem}-{_sha256(src)[:16]}"
-    if not (folder / RECORD).is_file():
+    if _record_version(folder) != IMPORT_VERSION:
+        if folder.exists():
+            import shutil
+
+            shutil.rmtree(folder)
         import_gguf(src, folder)
     return folder
+
+
+def _record_version(folder: Path) -> int | None:
+    try:
+        return json.loads((folder / RECORD).read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError):
+        return None
 
 
 def _sha256(path: Path) -> str:
