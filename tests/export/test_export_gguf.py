@@ -127,3 +127,33 @@ def test_cli_verify_rechecks_an_export(exported):
     assert res.exit_code == 0, res.output
     assert "gguf/model-f16.gguf: verified" in res.output and "gguf/model-q8_0.gguf: verified" in res.output
     assert json.loads((out / "export.json").read_text(encoding="utf-8"))["verified"] is True
+
+
+def test_a_real_generation_difference_is_not_taken_for_a_tie(exported, tmp_path):
+    """Issue 21: verification lets the GGUF go on from HF's choice where HF's two best logits are
+    tied within 16-bit rounding (a random Phi-3 had two logits 5e-5 apart); a model that really
+    differs must still fail. Here the HF side's lm_head is scaled by -1 against the same GGUF."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from vinaforge.export.llamacpp import read_metadata
+    from vinaforge.export.verify import TIE_TOLERANCE, VERIFY_TEXTS, verify_gguf
+
+    out, record = exported
+    gguf = out / "gguf" / "model-f16.gguf"
+    hf = tmp_path / "hf"
+    shutil.copytree(out / "hf", hf)
+    (weights,) = hf.glob("*.safetensors")
+    tensors = load_file(str(weights))
+    head = next(k for k in tensors if k.endswith("lm_head.weight"))
+    tensors[head] = -tensors[head]
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    info = {**json.loads((out / "export.json").read_text())["hf"],
+            "jinja": (hf / "chat_template.jinja").read_text(encoding="utf-8")}
+    report = verify_gguf(hf, gguf, "f16", read_metadata(gguf), info, list(VERIFY_TEXTS))
+    gen = report["generation"]
+    assert gen["ok"] is False and report["verified"] is False
+    assert all(t["logit_gap"] <= TIE_TOLERANCE * 10 for t in gen["ties"])
+    assert torch.tensor(gen["hf"]).ne(torch.tensor(gen["gguf"][: len(gen["hf"])])).any()

@@ -7,8 +7,9 @@ first. A family whose data is absent skips the test that asks for it.
 
 Families (base tokenizers, all real):
 
-- ``llama3``, ``qwen2``, ``phi3``, ``gpt2``: llama.cpp's vocab-only GGUF files, converted by
-  transformers (``AutoTokenizer.from_pretrained(dir, gguf_file=...)``, needs the ``gguf`` package);
+- ``llama3``, ``qwen2``, ``phi3``, ``gpt2``: llama.cpp's vocab-only GGUF files, imported by
+  ``vinaforge tokenizer import-gguf`` (transformers' conversion plus vinaforge's fixes, and Phi-3's
+  ``tokenizer.model`` written back; needs the ``gguf`` package);
 - ``smollm``: SmolLM-135M's Hugging Face folder (GPT-2-style byte-level BPE, 49152 ids);
 - ``llama2``: Llama 2's SentencePiece ``tokenizer.model`` (the Mistral-v0.1 kind: BPE + byte fallback).
 
@@ -143,9 +144,12 @@ class Matrix:
             return src
         if spec.kind == "gguf":
             pytest.importorskip("gguf", reason="transformers reads .gguf vocabularies with the gguf package")
-            from transformers import AutoTokenizer
+            from vinaforge.tokenizer.gguf_import import import_gguf
 
-            tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+            # what a user gets from `vinaforge tokenizer import-gguf` or a .gguf base: transformers'
+            # conversion with vinaforge's fixes, and a SentencePiece vocabulary's tokenizer.model
+            import_gguf(src, out)
+            return out
         else:
             from vinaforge.tokenizer.resolve import resolve_tokenizer
 

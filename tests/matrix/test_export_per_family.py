@@ -5,8 +5,8 @@ tokens equal, and the chat template is in the GGUF metadata.
 Cells that llama.cpp's converter would fail on or get wrong are refused before converting, with
 the reason (:func:`vinaforge.export.llamacpp.check_convertible`), and the test checks that refusal:
 
-- Phi-3: its converter reads the vocabulary from ``tokenizer.model`` only, and the Phi-3 vocabulary
-  here is llama.cpp's ``.gguf`` (imported as ``tokenizer.json``): a real Phi-3 folder has one;
+- Phi-3 is no longer refused: its converter reads the vocabulary from ``tokenizer.model`` only,
+  which the ``.gguf`` import now writes back (``vinaforge.tokenizer.gguf_import.sentencepiece_proto``);
 - Gemma 2/3 on Llama-2's tokenizer: the converter writes Gemma without a space prefix (Gemma's own
   tokenizer adds none), Llama-2's proto adds one, so every first word would differ (measured
   before the check: token 0 of every text, "▁H" against "H"). No Gemma tokenizer is in the data.
@@ -54,7 +54,6 @@ def heldout(shared_data, tmp_path_factory):
 
 
 REFUSED = {
-    "phi3": "reads a Phi3ForCausalLM's vocabulary from a SentencePiece tokenizer.model",
     "gemma2": "writes Gemma2ForCausalLM models without a space prefix",
     "gemma3": "writes Gemma3ForCausalLM models without a space prefix",
 }
