@@ -8,6 +8,9 @@ and both differences touch Vietnamese:
 - **Llama-3** (``tokenizer.ggml.pre = llama-bpe``): Meta's tokenizer.json sets
   ``ignore_merges: true`` (a pre-token that is itself a vocabulary entry is one token), which the
   GGUF converter leaves out; without it " Việt" becomes " Vi" + "ệ" + "t" instead of one token.
+  Meta's tokenizer also adds ``<|begin_of_text|>`` to every text, which the conversion drops; without
+  it llama.cpp's converter took an extended Llama-3 for Smaug (``smaug-bpe``: the same regex
+  without ``ignore_merges``) and the GGUF split " Việt" again.
 - **SentencePiece** (``tokenizer.ggml.model = llama``): no ``tokenizer.model`` comes out, which
   llama.cpp's converter needs for Phi-3 and Gemma and vinaforge's SentencePiece extension edits;
   :func:`sentencepiece_proto` writes it back from the GGUF's pieces, scores and types. And
@@ -36,8 +39,8 @@ from vinaforge.tokenizer.resolve import TokenizerError
 
 RECORD = "vinaforge_gguf_import.json"
 #: Bumped when an import writes something new (2: ``tokenizer.model`` for SentencePiece
-#: vocabularies), so a cached folder from an older vinaforge is imported again.
-IMPORT_VERSION = 2
+#: vocabularies; 3: Llama-3's BOS), so a cached folder from an older vinaforge is imported again.
+IMPORT_VERSION = 3
 SEPARATOR = "\n__ggml_vocab_test__\n"
 IGNORE_MERGES_PRE = {"llama-bpe", "llama3"}
 
@@ -62,7 +65,11 @@ def gguf_fields(path: Path) -> dict[str, Any]:
     model = text("tokenizer.ggml.model")
     if model is None:
         raise TokenizerError(f"{path}: this GGUF file has no tokenizer (no tokenizer.ggml.model key)")
-    return {"model": model, "pre": text("tokenizer.ggml.pre")}
+    add_bos = reader.fields.get("tokenizer.ggml.add_bos_token")
+    bos = reader.fields.get("tokenizer.ggml.bos_token_id")
+    return {"model": model, "pre": text("tokenizer.ggml.pre"),
+            "add_bos": None if add_bos is None else bool(add_bos.parts[add_bos.data[0]][0]),
+            "bos_id": None if bos is None else int(bos.parts[bos.data[0]][0])}  # fmt: skip
 
 
 def _fix(tokenizer_json: dict[str, Any], fields: dict[str, Any]) -> list[str]:
@@ -70,6 +77,18 @@ def _fix(tokenizer_json: dict[str, Any], fields: dict[str, Any]) -> list[str]:
     if fields.get("pre") in IGNORE_MERGES_PRE and not tokenizer_json["model"].get("ignore_merges"):
         tokenizer_json["model"]["ignore_merges"] = True
         fixes.append("ignore_merges: true (Llama-3: a pre-token in the vocabulary is one token)")
+    if fields.get("pre") in IGNORE_MERGES_PRE and fields.get("add_bos") is not False and fields.get("bos_id") is not None:
+        bos_id = fields["bos_id"]
+        bos = next((t["content"] for t in tokenizer_json.get("added_tokens", []) if t["id"] == bos_id), None)
+        if bos is not None and not (tokenizer_json.get("post_processor") or {}).get("special_tokens"):
+            tokenizer_json["post_processor"] = {
+                "type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                         {"SpecialToken": {"id": bos, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}},
+            }  # fmt: skip
+            fixes.append(f"adds {bos} to every text, as Meta's Llama-3 tokenizer and llama.cpp do")
     pre = tokenizer_json.get("pre_tokenizer") or {}
     if fields.get("model") == "llama" and pre.get("type") == "Metaspace":
         tokenizer_json["normalizer"] = {"type": "Sequence", "normalizers": [
