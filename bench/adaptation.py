@@ -97,7 +97,7 @@ DATA: dict[str, tuple[dict, object]] = {
     "tiers-shuffled": (_TIERS, {"vi_high": 0.65, "vi_low": 0.35}),
 }
 DATA["mix-instruct"] = (
-    {**DATA["mix"][0], "instruct": {"paths": ["@prep/sft_train"], "kind": "instruct", "chat_template": "vicuna"}},
+    {**DATA["mix"][0], "instruct": {"paths": ["@prep/sft_train.jsonl"], "kind": "instruct", "chat_template": "vicuna"}},
     {"vi_wiki": 0.45, "vi_news": 0.3, "instruct": 0.25},
 )
 # the Vietnamese text the curation stage splits into quality tiers (as seallm.yaml does)
@@ -144,7 +144,7 @@ def arm_recipe(row: str, arm: str, seed: int, tokens: int, scale: dict, prep: Pa
         prep_outputs |= {"vi_high": "curate/kept/high/vi", "vi_low": "curate/kept/low/vi"}
     chat = row in CHAT_ROWS
     if chat:
-        prep_outputs |= {"sft_train": "split/train.jsonl", "sft_heldout": "split/heldout.jsonl"}
+        prep_outputs |= {"sft_train.jsonl": "split/train.jsonl", "sft_heldout.jsonl": "split/heldout.jsonl"}
     model = {"base": "@prep/base", "init": init, "seed": seed}
     if extend:
         model["tokenizer"] = "@prep/tokenizer"
@@ -187,14 +187,14 @@ def arm_recipe(row: str, arm: str, seed: int, tokens: int, scale: dict, prep: Pa
 def chat_stages(scale: dict) -> dict:
     """The same SFT for every arm of a chat row, and held-out assistant loss after CPT and after SFT
     (one template, vicuna, for both, so the two score the same tokens)."""
-    chat = {"conversations": ["@prep/sft_heldout"], "loss_template": "vicuna", "max_length": scale["seq_len"]}
+    chat = {"conversations": ["@prep/sft_heldout.jsonl"], "loss_template": "vicuna", "max_length": scale["seq_len"]}
     return {
         "eval_cpt_chat": {"kind": "eval", "model": "@cpt/final", "chat": chat, "max_length": scale["seq_len"]},
         "sft": {
             "model": "@cpt/final",
             "mode": "full",
             "chat_template": "vicuna",
-            "data": {"sources": {"alpaca": {"paths": ["@prep/sft_train"]}}, "eval_fraction": 0.0},
+            "data": {"sources": {"alpaca": {"paths": ["@prep/sft_train.jsonl"]}}, "eval_fraction": 0.0},
             "training": {"max_steps": SFT_STEPS, "batch_size": 8, "learning_rate": 1e-3, "warmup_steps": 0.05,
                          "max_length": scale["seq_len"], "threads": scale["threads"], "logging_steps": 5,
                          "save_steps": SFT_STEPS},  # fmt: skip
