@@ -8,7 +8,7 @@ number of training tokens, over several seeds (mean ± sd). Scored on text no st
 - English bits per byte on the base's held-out 2% of English (forgetting);
 - the tokenizer's tokens per Vietnamese syllable (the inference cost of extension).
 
-Rows implemented here (the rest of issue 20's table are not yet; see docs/benchmarks.md):
+Rows implemented here (the rest of issue 20's table are not yet; figures in docs/benchmarks.md):
 
 | row | variant | control |
 |---|---|---|
