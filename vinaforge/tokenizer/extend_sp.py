@@ -55,30 +55,32 @@ class SentencePieceBase:
                 f"{base.model_file}: SentencePiece {kind} model; only BPE models can be extended "
                 "(a unigram model scores whole segmentations, so new pieces cannot be appended safely)"
             )
-        self._append_added_tokens(base)
+        tj = base.hf_dir / "tokenizer.json" if base.hf_dir is not None else None
+        # the base folder's own tokenizer.json, if any: its ids after the pieces, its text handling
+        self.base_json = json.loads(tj.read_text(encoding="utf-8")) if tj is not None and tj.is_file() else None
+        self._append_added_tokens()
         scores = {p.piece: p.score for p in self.proto.pieces if p.type == NORMAL}
         self.sim = SentencePieceBpe(scores)
         self.alphabet = Alphabet(byte_level=False)
 
-    def _append_added_tokens(self, base: BaseTokenizer) -> None:
+    def _append_added_tokens(self) -> None:
         """Give the proto every id the HF folder has after its last piece, so new pieces come after
         them: Phi-3's 11 chat tokens after its 32,000 pieces (``USER_DEFINED``: matched whole in
         text, as HF's added tokens are), and the padding entries a GGUF vocabulary carries up to
         the model's rows (``UNUSED``: never produced). Without this the first new piece took id
         32,000, ``<|endoftext|>``'s.
         """
-        tj = base.hf_dir / "tokenizer.json" if base.hf_dir is not None else None
-        if tj is None or not tj.is_file():
+        data = self.base_json
+        if data is None:
             return
-        data = json.loads(tj.read_text(encoding="utf-8"))
         n = len(self.proto.pieces)
         added = {t["id"]: t["content"] for t in data.get("added_tokens", []) if t["id"] >= n}
         vocab = {i: tok for tok, i in (data.get("model", {}).get("vocab") or {}).items() if i >= n}
         ids = sorted(set(added) | set(vocab))
         if ids != list(range(n, n + len(ids))):
             raise TokenizerError(
-                f"{tj}: the ids after the {n:,} SentencePiece pieces are not consecutive from {n} "
-                f"({ids[:8]}...), so new pieces cannot be appended without moving one"
+                f"{self.base.hf_dir / 'tokenizer.json'}: the ids after the {n:,} SentencePiece pieces are not "
+                f"consecutive from {n} ({ids[:8]}...), so new pieces cannot be appended without moving one"
             )
         for i in ids:
             piece = self.proto.pieces.add()
@@ -93,13 +95,11 @@ class SentencePieceBase:
         its folder has a ``tokenizer.json``: the extension adds pieces, not a new way to read text.
         transformers' conversion of the proto would otherwise split added tokens after putting the
         dummy prefix first (Phi-3's ``<|user|>`` became "▁" + ``<|user|>``)."""
-        base_json = self.base.hf_dir / "tokenizer.json" if self.base.hf_dir is not None else None
-        if base_json is None or not base_json.is_file():
+        if self.base_json is None:
             return
-        base = json.loads(base_json.read_text(encoding="utf-8"))
         data = json.loads(out_json.read_text(encoding="utf-8"))
         for key in TEXT_HANDLING_KEYS:
-            data[key] = base.get(key)
+            data[key] = self.base_json.get(key)
         out_json.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
     @property

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,31 +46,37 @@ SEPARATOR = "\n__ggml_vocab_test__\n"
 IGNORE_MERGES_PRE = {"llama-bpe", "llama3"}
 
 
-def gguf_fields(path: Path) -> dict[str, Any]:
-    """The tokenizer's model and pre-tokenizer names from the GGUF metadata."""
+def open_reader(path: Path) -> Any:
+    """A ``GGUFReader`` on ``path``; a missing package or an unreadable file is a TokenizerError."""
     try:
         from gguf import GGUFReader
     except ImportError:
         raise TokenizerError("reading GGUF files needs the `gguf` package: pip install 'vinaforge[gguf]' or gguf") from None
     try:
-        reader = GGUFReader(str(path))
+        return GGUFReader(str(path))
     except Exception as err:  # a truncated or foreign file: the reader raises many kinds
         raise TokenizerError(f"{path}: not a readable GGUF file ({type(err).__name__}: {err})") from None
 
-    def text(key: str) -> str | None:
-        field = reader.fields.get(key)
-        if field is None:
-            return None
-        return bytes(field.parts[field.data[0]]).decode("utf-8")
 
-    model = text("tokenizer.ggml.model")
+def _scalar(reader: Any, key: str, default: Any = None) -> Any:
+    field = reader.fields.get(key)
+    return default if field is None else field.parts[field.data[0]].tolist()[0]
+
+
+def _text(reader: Any, key: str) -> str | None:
+    field = reader.fields.get(key)
+    return None if field is None else bytes(field.parts[field.data[0]]).decode("utf-8")
+
+
+def gguf_fields(reader: Any, path: Path) -> dict[str, Any]:
+    """The tokenizer's model and pre-tokenizer names, and its BOS, from the GGUF metadata."""
+    model = _text(reader, "tokenizer.ggml.model")
     if model is None:
         raise TokenizerError(f"{path}: this GGUF file has no tokenizer (no tokenizer.ggml.model key)")
-    add_bos = reader.fields.get("tokenizer.ggml.add_bos_token")
-    bos = reader.fields.get("tokenizer.ggml.bos_token_id")
-    return {"model": model, "pre": text("tokenizer.ggml.pre"),
-            "add_bos": None if add_bos is None else bool(add_bos.parts[add_bos.data[0]][0]),
-            "bos_id": None if bos is None else int(bos.parts[bos.data[0]][0])}  # fmt: skip
+    add_bos = _scalar(reader, "tokenizer.ggml.add_bos_token")
+    return {"model": model, "pre": _text(reader, "tokenizer.ggml.pre"),
+            "add_bos": None if add_bos is None else bool(add_bos),
+            "bos_id": _scalar(reader, "tokenizer.ggml.bos_token_id")}  # fmt: skip
 
 
 def _fix(tokenizer_json: dict[str, Any], fields: dict[str, Any]) -> list[str]:
@@ -100,7 +107,7 @@ def _fix(tokenizer_json: dict[str, Any], fields: dict[str, Any]) -> list[str]:
     return fixes
 
 
-def sentencepiece_proto(path: Path) -> Any:
+def sentencepiece_proto(reader: Any) -> Any:
     """The SentencePiece model a ``tokenizer.ggml.model = llama`` vocabulary was converted from.
 
     llama.cpp's converter wrote the proto's pieces, scores and types into the GGUF; written back
@@ -110,25 +117,18 @@ def sentencepiece_proto(path: Path) -> Any:
     tokens, GGUF padding) stay out of the proto, as in the original: they are the HF folder's
     added tokens. Both vocabularies here reproduce llama.cpp's 46 reference encodings.
     """
-    from gguf import GGUFReader
     from sentencepiece import sentencepiece_model_pb2 as pb
-
-    reader = GGUFReader(str(path))
 
     def values(key: str) -> list:
         field = reader.fields[key]
         return [field.parts[i] for i in field.data]
-
-    def scalar(key: str, default: Any) -> Any:
-        field = reader.fields.get(key)
-        return default if field is None else field.parts[field.data[0]].tolist()[0]
 
     tokens = [bytes(v).decode("utf-8") for v in values("tokenizer.ggml.tokens")]
     scores = [float(v[0]) for v in values("tokenizer.ggml.scores")]
     types = [int(v[0]) for v in values("tokenizer.ggml.token_type")]
     piece_type = pb.ModelProto.SentencePiece
     size = max(i for i, t in enumerate(types) if t in (piece_type.NORMAL, piece_type.BYTE)) + 1
-    unk = scalar("tokenizer.ggml.unknown_token_id", 0)
+    unk = _scalar(reader, "tokenizer.ggml.unknown_token_id", 0)
     proto = pb.ModelProto()
     for i in range(size):
         piece = proto.pieces.add()
@@ -139,29 +139,18 @@ def sentencepiece_proto(path: Path) -> Any:
     spec.model_type, spec.vocab_size = pb.TrainerSpec.BPE, size
     spec.byte_fallback = piece_type.BYTE in types[:size]
     spec.unk_id, spec.pad_id = unk, -1
-    bos, eos = scalar("tokenizer.ggml.bos_token_id", -1), scalar("tokenizer.ggml.eos_token_id", -1)
+    bos, eos = _scalar(reader, "tokenizer.ggml.bos_token_id", -1), _scalar(reader, "tokenizer.ggml.eos_token_id", -1)
     spec.bos_id = bos if 0 <= bos < size else -1
     spec.eos_id = eos if 0 <= eos < size else (tokens.index("</s>") if "</s>" in tokens[:size] else -1)
     norm = proto.normalizer_spec
-    norm.name, norm.add_dummy_prefix = "identity", bool(scalar("tokenizer.ggml.add_space_prefix", True))
+    norm.name, norm.add_dummy_prefix = "identity", bool(_scalar(reader, "tokenizer.ggml.add_space_prefix", True))
     norm.remove_extra_whitespaces, norm.escape_whitespaces = False, True
     return proto
 
 
-class _SentencePieceIds:
-    """``encode`` of a ``tokenizer.model``, shaped like a HF tokenizer's for :func:`reference_check`."""
-
-    def __init__(self, model_file: Path):
-        import sentencepiece as spm
-
-        self.sp = spm.SentencePieceProcessor(model_file=str(model_file))
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return self.sp.encode(text)
-
-
-def reference_check(tokenizer: Any, gguf_path: Path, examples: int = 5) -> dict[str, Any] | None:
-    """Matches of llama.cpp's ``.inp``/``.out`` reference encodings, when they sit beside the file."""
+def reference_check(encode: Callable[[str], list[int]], gguf_path: Path, examples: int = 5) -> dict[str, Any] | None:
+    """Matches of llama.cpp's ``.inp``/``.out`` reference encodings (``encode``: text to ids, no
+    special tokens added), when they sit beside the file."""
     inp, out = Path(f"{gguf_path}.inp"), Path(f"{gguf_path}.out")
     if not (inp.is_file() and out.is_file()):
         return None
@@ -170,7 +159,7 @@ def reference_check(tokenizer: Any, gguf_path: Path, examples: int = 5) -> dict[
     n = min(len(texts), len(refs))
     mismatches = []
     for text, ref in zip(texts[:n], refs[:n], strict=True):
-        ids = tokenizer.encode(text, add_special_tokens=False)
+        ids = encode(text)
         want = [int(x) for x in ref.split()]
         if ids != want:
             mismatches.append({"text": text[:80], "ours": ids[:16], "llama.cpp": want[:16]})
@@ -186,7 +175,8 @@ def import_gguf(gguf_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
     src = Path(gguf_path)
     if not src.is_file():
         raise TokenizerError(f"GGUF file {src} does not exist")
-    fields = gguf_fields(src)
+    reader = open_reader(src)
+    fields = gguf_fields(reader, src)
     try:
         converted = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
     except Exception as err:
@@ -200,10 +190,13 @@ def import_gguf(gguf_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
         tj_path.write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
         tok = AutoTokenizer.from_pretrained(str(tmp))
         record = {"version": IMPORT_VERSION, "source": str(src), "sha256": _sha256(src), "gguf": fields, "vocab_size": len(tok),
-                  "fixes": fixes, "reference": reference_check(tok, src)}  # fmt: skip
+                  "fixes": fixes, "reference": reference_check(lambda t: tok.encode(t, add_special_tokens=False), src)}  # fmt: skip
         if fields["model"] == "llama":
-            (tmp / "tokenizer.model").write_bytes(sentencepiece_proto(src).SerializeToString())
-            record["sentencepiece_reference"] = reference_check(_SentencePieceIds(tmp / "tokenizer.model"), src)
+            import sentencepiece as spm
+
+            (tmp / "tokenizer.model").write_bytes(sentencepiece_proto(reader).SerializeToString())
+            sp = spm.SentencePieceProcessor(model_file=str(tmp / "tokenizer.model"))
+            record["sentencepiece_reference"] = reference_check(sp.encode, src)
         atomic_write_json(tmp / RECORD, record)
     return record
 
