@@ -17,9 +17,17 @@ Rows implemented here (the rest of issue 20's table are not yet; figures in docs
 | frozen | new embeddings only for a quarter of the tokens, then all | all from the start |
 | curriculum | high-quality tier alone for half the tokens, then 30/70 high/low | the same 65/35 share, shuffled |
 | hybrid | 25% instructions (prompts masked) in the CPT mixture, then SFT | no instructions in CPT, then the same SFT |
+| turns | SFT with loss on every assistant turn of 3-turn conversations | loss on the last turn only |
 
 The hybrid row's figure is held-out assistant loss (nats per assistant token, vicuna template, on
 200 held-out vi_alpaca conversations), after CPT and after the same 20-step SFT.
+
+The turns row starts both arms from the same adapted model (the extension row's extended, mean-init
+arm) and gives them the same 20-step SFT on the same packed rows (equal tokens, equal FLOPs); only
+the loss mask differs (``loss_turns: every`` or ``last``). There is no multi-turn Vietnamese
+instruction set in the data, so its conversations are three short vi_alpaca pairs in a row
+(``multiturn_files``): the turns are unrelated, which tests the mask, not dialogue skills. It scores
+held-out assistant loss on every turn and on the last turn alone.
 
 The quality tiers are the curation stage's (``vinaforge data curate``: LID, Gopher/FineWeb rules,
 dedup, then the top half by quality score per language is ``high``) on Wikipedia, news and legal
@@ -82,6 +90,11 @@ ROWS: dict[str, dict[str, tuple]] = {
     },
 }
 CHAT_ROWS = {"hybrid"}  # rows whose arms go on to SFT and score held-out assistant loss
+# SFT rows: arm -> loss_turns, every arm fine-tuning the extension row's first arm
+SFT_ROWS: dict[str, dict[str, str]] = {"turns": {"every turn": "every", "last turn only": "last"}}
+TURNS_PER_CONVERSATION = 3
+MAX_PAIR_CHARS = 150  # three pairs of at most this many characters fit the cpu scale's 256 tokens
+MULTITURN_HELDOUT = 100  # conversations
 SFT_STEPS = 20  # TRL's SFT step costs ~6.8 s on 2 cores at batch 8 x 256 tokens
 
 _TIERS = {"vi_high": {"paths": ["@prep/vi_high"]}, "vi_low": {"paths": ["@prep/vi_low"]}}
@@ -184,17 +197,21 @@ def arm_recipe(row: str, arm: str, seed: int, tokens: int, scale: dict, prep: Pa
     return _write(recipe)
 
 
-def chat_stages(scale: dict) -> dict:
+def chat_stages(
+    scale: dict, model: str = "@cpt/final", train: str = "@prep/sft_train.jsonl",
+    heldout: str = "@prep/sft_heldout.jsonl", loss_turns: str = "every",
+) -> dict:  # fmt: skip
     """The same SFT for every arm of a chat row, and held-out assistant loss after CPT and after SFT
     (one template, vicuna, for both, so the two score the same tokens)."""
-    chat = {"conversations": ["@prep/sft_heldout.jsonl"], "loss_template": "vicuna", "max_length": scale["seq_len"]}
+    chat = {"conversations": [heldout], "loss_template": "vicuna", "max_length": scale["seq_len"]}
     return {
-        "eval_cpt_chat": {"kind": "eval", "model": "@cpt/final", "chat": chat, "max_length": scale["seq_len"]},
+        "eval_cpt_chat": {"kind": "eval", "model": model, "chat": chat, "max_length": scale["seq_len"]},
         "sft": {
-            "model": "@cpt/final",
+            "model": model,
             "mode": "full",
             "chat_template": "vicuna",
-            "data": {"sources": {"alpaca": {"paths": ["@prep/sft_train.jsonl"]}}, "eval_fraction": 0.0},
+            "loss_turns": loss_turns,
+            "data": {"sources": {"alpaca": {"paths": [train]}}, "eval_fraction": 0.0},
             "training": {"max_steps": SFT_STEPS, "batch_size": 8, "learning_rate": 1e-3, "warmup_steps": 0.05,
                          "max_length": scale["seq_len"], "threads": scale["threads"], "logging_steps": 5,
                          "save_steps": SFT_STEPS},  # fmt: skip
@@ -203,6 +220,46 @@ def chat_stages(scale: dict) -> dict:
         },
         "eval_sft_chat": {"kind": "eval", "model": "@sft/final", "chat": chat, "max_length": scale["seq_len"]},
     }
+
+
+def sft_recipe(row: str, arm: str, seed: int, tokens: int, scale: dict, prep: Path, data: tuple[Path, Path]) -> Path:
+    """An SFT row's arm: the extension row's adapted model (run, or reused, as a sub-recipe), the
+    row's SFT on ``data`` (train, held-out), then the same evaluations as a CPT arm."""
+    base_arm = arm_recipe("extension", next(iter(ROWS["extension"])), seed, tokens, scale, prep)
+    train, heldout = (str(p) for p in data)
+    stages = {
+        "prep": {"kind": "recipe", "recipe": str(prep), "outputs": {"en_heldout": "base/en_heldout"}},
+        "adapted": {"kind": "recipe", "recipe": str(base_arm), "outputs": {"model": "cpt/final"}},
+        **chat_stages(scale, "@adapted/model", train, heldout, SFT_ROWS[row][arm]),
+        "eval": {"model": "@sft/final", "heldout_sets": {"vi": [VTB_DEV], "en": ["@prep/en_heldout"]},
+                 "fertility": [VTB_DEV], "max_length": scale["seq_len"], "batch_size": 8},  # fmt: skip
+    }
+    name = f"adapt-{row}-{_slug(SFT_ROWS[row][arm])}-s{seed}"
+    return _write({"name": name, "run_dir": str(OUT / "runs"), "seed": seed, "stages": stages})
+
+
+def multiturn_files(prep: Path) -> tuple[Path, Path]:
+    """Multi-turn conversations for the turns row: the prep's training pairs with at most
+    ``MAX_PAIR_CHARS`` characters, ``TURNS_PER_CONVERSATION`` in a row per conversation; the first
+    ``MULTITURN_HELDOUT`` are held out. Written once (atomically) under ``OUT/multiturn``."""
+    from vinaforge.chat import read_records
+    from vinaforge.io import atomic_write_text
+    from vinaforge.recipe import load_recipe
+    from vinaforge.runner import run_recipe
+
+    folder = OUT / "multiturn"
+    train, heldout = folder / "train.jsonl", folder / "heldout.jsonl"
+    if train.is_file() and heldout.is_file():
+        return train, heldout
+    pairs = [c.messages for c in read_records(run_recipe(load_recipe(prep)) / "split" / "train.jsonl").kept
+             if len(c.messages) == 2 and sum(len(m["content"]) for m in c.messages) <= MAX_PAIR_CHARS]  # fmt: skip
+    n = TURNS_PER_CONVERSATION
+    convs = [[m for pair in pairs[i : i + n] for m in pair] for i in range(0, len(pairs) - n + 1, n)]
+    lines = [json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in convs]
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(heldout, "".join(lines[:MULTITURN_HELDOUT]))
+    atomic_write_text(train, "".join(lines[MULTITURN_HELDOUT:]))
+    return train, heldout
 
 
 def arm_name(
@@ -253,13 +310,18 @@ def run_arm(path: Path) -> dict:
     started = time.time()
     run_dir = run_recipe(load_recipe(path))
     res = json.loads((run_dir / "eval" / "results.json").read_text())
-    cpt = json.loads((run_dir / "manifest.json").read_text())["stages"]["cpt"]
-    total, vocab, hidden = _params(run_dir / "model" / "model")
-    tokens = sum(p["tokens"] for p in cpt["config"]["phases"])
+    stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    cpt_run = run_dir  # an SFT row's arm reports the CPT of the adapted model it fine-tunes
+    if "cpt" not in stages:
+        cpt_run = OUT / "runs" / yaml.safe_load(Path(stages["adapted"]["config"]["recipe"]).read_text())["name"]
+        stages = json.loads((cpt_run / "manifest.json").read_text())["stages"]
+    total, vocab, hidden = _params(cpt_run / "model" / "model")
+    tokens = sum(p["tokens"] for p in stages["cpt"]["config"]["phases"])
     chat = {}
     for stage, key in (("eval_cpt_chat", "asst_cpt"), ("eval_sft_chat", "asst_sft")):
         if (run_dir / stage / "results.json").is_file():
-            chat[key] = json.loads((run_dir / stage / "results.json").read_text())["chat"]["assistant_loss"]["loss"]
+            loss = json.loads((run_dir / stage / "results.json").read_text())["chat"]["assistant_loss"]
+            chat |= {key: loss["loss"], f"{key}_last": loss.get("last_turn_loss")}
     return {
         **chat,
         "vi_bpb": res["bpb_sets"]["vi"]["bits_per_byte"],
@@ -281,7 +343,7 @@ def _ms(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
-    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated: {', '.join(ROWS)}")
+    ap.add_argument("--rows", default=",".join([*ROWS, *SFT_ROWS]), help=f"comma-separated: {', '.join([*ROWS, *SFT_ROWS])}")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=None, help="training tokens per arm (default: the scale's)")
     ap.add_argument("--equal", choices=["tokens", "flops"], default="flops")
@@ -291,8 +353,16 @@ def main(argv: list[str] | None = None) -> int:
     prep = prep_recipe(args.scale)
     table: dict[str, dict[str, list[dict]]] = {}
     for row in args.rows.split(","):
-        if row not in ROWS:
-            ap.error(f"unknown row {row!r}; rows: {', '.join(ROWS)}")
+        if row not in ROWS and row not in SFT_ROWS:
+            ap.error(f"unknown row {row!r}; rows: {', '.join([*ROWS, *SFT_ROWS])}")
+        if row in SFT_ROWS:
+            data = multiturn_files(prep)
+            for seed in range(args.seeds):
+                for arm in SFT_ROWS[row]:
+                    res = run_arm(sft_recipe(row, arm, seed, tokens, scale, prep, data))
+                    table.setdefault(row, {}).setdefault(arm, []).append(res)
+                    print(json.dumps({"row": row, "arm": arm, "seed": seed, **res}), flush=True)
+            continue
         arms = list(ROWS[row])
         for seed in range(args.seeds):
             first = None
@@ -323,15 +393,16 @@ def markdown(table: dict, args) -> str:
         f"Seeds: {args.seeds}; equal {args.equal}; scale {args.scale}.",
         "",
         "| row | arm | Vietnamese bpb (VTB dev) | English bpb (held-out) | assistant loss after CPT | after SFT "
-        "| tokens/syllable | tokens | FLOPs | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| last turn after SFT | tokens/syllable | CPT tokens | CPT FLOPs | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, arms in table.items():
         for arm, runs in arms.items():
-            asst = [_ms([r[k] for r in runs]) if k in runs[0] else "–" for k in ("asst_cpt", "asst_sft")]
+            asst = [_ms([r[k] for r in runs]) if runs[0].get(k) is not None else "–"
+                    for k in ("asst_cpt", "asst_sft", "asst_sft_last")]  # fmt: skip
             lines.append(
                 f"| {row} | {arm} | {_ms([r['vi_bpb'] for r in runs])} | {_ms([r['en_bpb'] for r in runs])} | "
-                f"{asst[0]} | {asst[1]} | {runs[0]['tokens_per_syllable']:.3f} | {runs[0]['tokens']:,} | "
+                f"{asst[0]} | {asst[1]} | {asst[2]} | {runs[0]['tokens_per_syllable']:.3f} | {runs[0]['tokens']:,} | "
                 f"{runs[0]['flops']:.3g} | {statistics.mean(r['wall_s'] for r in runs):.0f} |"
             )
     return "\n".join(lines)

@@ -55,6 +55,23 @@ def test_assistant_loss_scores_only_assistant_bytes(tiny_model_dir):
     assert out["bits_per_byte"] == pytest.approx(out["loss"] * out["n_tokens"] / math.log(2) / out["n_bytes"])
 
 
+def test_last_turn_loss_scores_the_final_reply_alone(tiny_model_dir):
+    """A two-turn conversation's last-turn loss equals the loss of its final reply's tokens, taken
+    in context: the difference between the whole conversation's and its first turn's token sums."""
+    from vinaforge.model.load import load_causal_lm, load_tokenizer
+
+    model, tok = load_causal_lm(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
+    first = [{"role": "user", "content": CONVS[0]["prompt"]}, {"role": "assistant", "content": CONVS[0]["response"]}]
+    both = first + [{"role": "user", "content": CONVS[1]["prompt"]},
+                    {"role": "assistant", "content": CONVS[1]["response"]}]  # fmt: skip
+    whole = chat_quality.assistant_loss(model, tok, [both], "vicuna")
+    one = chat_quality.assistant_loss(model, tok, [first], "vicuna")
+    assert one["last_turn_tokens"] == one["n_tokens"] and one["last_turn_loss"] == pytest.approx(one["loss"])
+    assert whole["last_turn_tokens"] == whole["n_tokens"] - one["n_tokens"] > 0
+    last_sum = whole["loss"] * whole["n_tokens"] - one["loss"] * one["n_tokens"]  # same prefix, same first reply
+    assert whole["last_turn_loss"] == pytest.approx(last_sum / whole["last_turn_tokens"], rel=1e-4)
+
+
 def test_eval_stage_reports_named_heldout_sets_samples_and_chat(tiny_model_dir, tmp_path):
     (tmp_path / "vi.txt").write_text("Hà Nội là thủ đô của Việt Nam.\nMùa thu trời mát.\n")
     (tmp_path / "en.txt").write_text("The cat sat on the mat.\nIt rained all day.\n")

@@ -65,6 +65,42 @@ def test_mask_trains_every_assistant_turn(tiny_dir, tmp_path):
         assert trained.count(tok.eos_token) == sum(m["role"] == "assistant" for m in CONVS[row])  # learns to stop
 
 
+def _mask_spans(mask: list[int]) -> list[tuple[int, int]]:
+    spans, start = [], None
+    for i, bit in enumerate([*mask, 0]):
+        if bit and start is None:
+            start = i
+        elif not bit and start is not None:
+            spans.append((start, i))
+            start = None
+    return spans
+
+
+@pytest.mark.parametrize("loss_turns", ["every", "last"])
+def test_loss_turns_trains_the_template_mask_of_every_or_the_last_turn(tiny_dir, tmp_path, loss_turns):
+    """The trained tokens are exactly the chat template's own assistant mask
+    (``apply_chat_template(return_assistant_tokens_mask=True)``): every span, or only the last."""
+    from vinaforge.chat.conversation import Conversation
+    from vinaforge.tune.data import conversation_rows
+
+    cfg = _cfg(tiny_dir, tmp_path, packing=False, loss_turns=loss_turns)
+    rows = conversation_rows([Conversation(messages=m) for m in CONVS], loss_turns)
+    loaded, trainer = _trainer(cfg, tmp_path, rows=rows)
+    batch = _batch(trainer)
+    for i, conv in enumerate(CONVS):
+        ref = loaded.tokenizer.apply_chat_template(conv, tokenize=True, return_dict=True,
+                                                   return_assistant_tokens_mask=True)  # fmt: skip
+        spans = _mask_spans(ref["assistant_masks"])
+        assert len(spans) == sum(m["role"] == "assistant" for m in conv)
+        want = [False] * len(ref["input_ids"])
+        for a, b in spans if loss_turns == "every" else spans[-1:]:
+            want[a:b] = [True] * (b - a)
+        ids = [int(t) for t in batch["input_ids"][i]][: len(ref["input_ids"])]
+        assert ids == ref["input_ids"]  # the same tokens as the full conversation
+        trained = [int(t) != -100 for t in batch["labels"][i]][: len(want)]
+        assert trained == want, (loss_turns, i)
+
+
 def test_packed_loss_equals_unpacked_loss(tiny_dir, tmp_path):
     _, padded = _trainer(_cfg(tiny_dir, tmp_path, packing=False), tmp_path)
     loaded, packed = _trainer(_cfg(tiny_dir, tmp_path, packing=True), tmp_path)

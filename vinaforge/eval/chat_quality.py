@@ -27,6 +27,8 @@ def assistant_loss(model, tokenizer, conversations: list[Any], template: str, ma
     ``loss`` is nats per assistant token (what a trainer's eval loss means); ``bits_per_byte``
     divides the same sum by the UTF-8 bytes those tokens cover, so models with different
     tokenizers (a base and its extended-vocabulary adaptation) are compared fairly.
+    ``last_turn_loss`` scores each conversation's final reply alone (what SFT with
+    ``loss_turns: last`` trains), so every-turn and last-turn training can be compared on both.
     """
     import torch
 
@@ -34,6 +36,7 @@ def assistant_loss(model, tokenizer, conversations: list[Any], template: str, ma
 
     device = next(model.parameters()).device
     nats, tokens, n_bytes, used = 0.0, 0, 0, 0
+    last_nats, last_tokens = 0.0, 0
     model.eval()
     for conv in conversations:
         messages = conv.messages if hasattr(conv, "messages") else conv
@@ -49,8 +52,14 @@ def assistant_loss(model, tokenizer, conversations: list[Any], template: str, ma
         with torch.no_grad():
             logits = model(input_ids=x).logits[0, :-1].float()
         keep = torch.tensor(mask[1:], device=device, dtype=torch.bool)
-        nats += float(torch.nn.functional.cross_entropy(logits[keep], x[0, 1:][keep], reduction="sum"))
+        token_nats = torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="none")
+        nats += float(token_nats[keep].sum())
         tokens += int(keep.sum())
+        s_last, e_last = rendered.assistant_spans[-1]
+        last = torch.tensor([end > start and start < e_last and end > s_last for start, end in offsets[1:]],
+                            device=device, dtype=torch.bool) & keep  # fmt: skip
+        last_nats += float(token_nats[last].sum())
+        last_tokens += int(last.sum())
         n_bytes += sum(len(rendered.text[s:e].encode("utf-8")) for (s, e), m in zip(offsets[1:], mask[1:], strict=True) if m)
         used += 1
     if not tokens:
@@ -59,6 +68,8 @@ def assistant_loss(model, tokenizer, conversations: list[Any], template: str, ma
         "loss": nats / tokens,
         "bits_per_byte": nats / math.log(2) / max(n_bytes, 1),
         "n_tokens": tokens,
+        "last_turn_loss": last_nats / last_tokens if last_tokens else None,
+        "last_turn_tokens": last_tokens,
         "n_bytes": n_bytes,
         "n_conversations": used,
     }

@@ -237,9 +237,21 @@ def _reasons(rejected: list[Rejected]) -> dict[str, int]:
     return out
 
 
-def conversation_rows(items: list[Conversation]) -> list[dict]:
-    """TRL's conversational language-modeling rows (``{"messages": [...]}``)."""
-    return [{"messages": c.messages} for c in items]
+def conversation_rows(items: list[Conversation], loss_turns: str = "every") -> list[dict]:
+    """TRL's conversational rows. ``every``: language-modeling rows (``{"messages": [...]}``), whose
+    loss covers every assistant turn. ``last``: prompt-completion rows (the conversation up to its
+    final reply, then that reply), on which TRL's completion-only loss trains the final turn only
+    (LLaMA-Factory's ``mask_history``); the earlier turns are context."""
+    if loss_turns == "every":
+        return [{"messages": c.messages} for c in items]
+    if loss_turns != "last":
+        raise ValueError(f"loss_turns must be 'every' or 'last', not {loss_turns!r}")
+    rows = []
+    for c in items:
+        if not c.messages or c.messages[-1]["role"] != "assistant":
+            raise ValueError(f"loss_turns 'last' needs a final assistant reply: {record_text(c)[:80]!r}")
+        rows.append({"prompt": c.messages[:-1], "completion": c.messages[-1:]})
+    return rows
 
 
 def preference_rows(items: list[Preference]) -> list[dict]:

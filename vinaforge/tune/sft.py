@@ -7,7 +7,8 @@
   contamination and length checks (:mod:`vinaforge.tune.data`); our Vietnamese safety data can be
   mixed in (``safety``).
 - Loss: assistant-only on *every* assistant turn through the chat template's ``{% generation %}``
-  markers (TRL's ``assistant_only_loss``); padding-free BFD packing with per-sequence
+  markers (TRL's ``assistant_only_loss``), or on the last turn only (``loss_turns: last``, as
+  prompt-completion rows); padding-free BFD packing with per-sequence
   ``position_ids`` (TRL's ``packing``); NEFTune (``neftune_alpha``).
 - Output: ``final/``, an HF model folder with its chat template (LoRA merged, or the adapter with
   ``merge_lora: false``), the loss curve, greedy answers to the same Vietnamese prompts before and
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -45,7 +46,10 @@ class Config(ModelFields):
     data: DataSettings
     training: TrainSettings = TrainSettings()
     packing: bool = Field(True, description="padding-free BFD packing (TRL); position ids restart per conversation")
-    assistant_only_loss: bool = Field(True, description="loss on every assistant turn only (generation markers)")
+    assistant_only_loss: bool = Field(True, description="loss on assistant tokens only (generation markers)")
+    loss_turns: Literal["every", "last"] = Field(
+        "every", description="which assistant turns of a multi-turn conversation train: every one, or the last "
+        "only (LLaMA-Factory's mask_history); held-out loss always scores every turn")  # fmt: skip
     neftune_alpha: float | None = Field(None, gt=0, description="NEFTune noise; e.g. 5")
     safety: SafetyMix | None = None
     prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_PROMPTS),
@@ -79,6 +83,7 @@ def build_trainer(cfg: Config, loaded, train_rows: list[dict], eval_rows: list[d
         **cfg.training.trl_kwargs(out_dir, seed=seed, has_eval=bool(eval_rows)),
         packing=cfg.packing,
         assistant_only_loss=cfg.assistant_only_loss,
+        completion_only_loss=True,  # prompt-completion rows (loss_turns: last) train their completion only
         neftune_noise_alpha=cfg.neftune_alpha,
         dataset_num_proc=None,
     )
@@ -110,8 +115,8 @@ def train_sft(cfg: Config, out_dir: Path, *, seed: int = 0) -> dict[str, Any]:
                        seed=seed)  # fmt: skip
     prepared.write(out_dir)
     before = answer_prompts(loaded.model, loaded.tokenizer, cfg.prompts, max_new_tokens=cfg.max_new_tokens)
-    trainer = build_trainer(cfg, loaded, conversation_rows(prepared.train), conversation_rows(prepared.eval),
-                            out_dir / "checkpoints", seed)  # fmt: skip
+    trainer = build_trainer(cfg, loaded, conversation_rows(prepared.train, cfg.loss_turns),
+                            conversation_rows(prepared.eval), out_dir / "checkpoints", seed)  # fmt: skip
     initial_eval = trainer.evaluate()["eval_loss"] if prepared.eval else None
     trainer.train(resume_from_checkpoint=latest_checkpoint(out_dir / "checkpoints"))
     final_eval = trainer.evaluate()["eval_loss"] if prepared.eval else None
@@ -127,7 +132,7 @@ def train_sft(cfg: Config, out_dir: Path, *, seed: int = 0) -> dict[str, Any]:
         "random_init": is_random_init(loaded.model.get_base_model() if loaded.is_peft else loaded.model),
         "steps": trainer.state.global_step, "first_loss": train_losses[0] if train_losses else None,
         "final_loss": train_losses[-1] if train_losses else None, "initial_eval_loss": initial_eval,
-        "final_eval_loss": final_eval, "packing": cfg.packing, "data": prepared.counts,
+        "final_eval_loss": final_eval, "packing": cfg.packing, "loss_turns": cfg.loss_turns, "data": prepared.counts,
         "prompts": cfg.prompts, "before": before, "after": after, "safety": safety,
     }  # fmt: skip
     atomic_write_json(out_dir / "history.json", history)
