@@ -8,7 +8,7 @@ number of training tokens, over several seeds (mean ± sd). Scored on text no st
 - English bits per byte on the base's held-out 2% of English (forgetting);
 - the tokenizer's tokens per Vietnamese syllable (the inference cost of extension).
 
-Rows implemented here (the rest of issue 20's table are not yet; figures in docs/benchmarks.md):
+Rows implemented here (issue 20's merge row is not yet; figures in docs/benchmarks.md):
 
 | row | variant | control |
 |---|---|---|
@@ -18,6 +18,8 @@ Rows implemented here (the rest of issue 20's table are not yet; figures in docs
 | curriculum | high-quality tier alone for half the tokens, then 30/70 high/low | the same 65/35 share, shuffled |
 | hybrid | 25% instructions (prompts masked) in the CPT mixture, then SFT | no instructions in CPT, then the same SFT |
 | turns | SFT with loss on every assistant turn of 3-turn conversations | loss on the last turn only |
+| preference | the same SFT, then DPO; ORPO in place of the SFT | SFT only |
+| reward | a reward model trained on preference pairs | its untrained head |
 
 The hybrid row's figure is held-out assistant loss (nats per assistant token, vicuna template, on
 200 held-out vi_alpaca conversations), after CPT and after the same 20-step SFT.
@@ -28,6 +30,15 @@ the loss mask differs (``loss_turns: every`` or ``last``). There is no multi-tur
 instruction set in the data, so its conversations are three short vi_alpaca pairs in a row
 (``multiturn_files``): the turns are unrelated, which tests the mask, not dialogue skills. It scores
 held-out assistant loss on every turn and on the last turn alone.
+
+The preference and reward rows need pairs whose rejected reply is a plausible error, not another
+language. There are no Vietnamese preference data in ../shared/data, so ``preference_files`` makes
+them: the chosen reply is the reference reply, the rejected one the reference reply of another
+prompt of about the same length (fluent Vietnamese, wrong for this prompt). Held-out pairs come
+from the 200 held-out prompts that no stage trains on. Figures: held-out preference accuracy (the
+policy's summed log-prob of the chosen reply above the rejected one; for the reward model, its
+score) and held-out assistant loss. Every arm of the two rows starts from the extension row's
+adapted model; the SFT-only control is measured in the same run as the DPO arm (its "before").
 
 The quality tiers are the curation stage's (``vinaforge data curate``: LID, Gopher/FineWeb rules,
 dedup, then the top half by quality score per language is ``high``) on Wikipedia, news and legal
@@ -42,6 +53,7 @@ the engine, so a finished arm is reused when the benchmark is run again.
 
     .venv/bin/python bench/adaptation.py --scale cpu                     # every row, 3 seeds
     .venv/bin/python bench/adaptation.py --rows extension --seeds 3 --tokens 80000
+    .venv/bin/python bench/adaptation.py --rows turns,reward,preference    # the chat rows
 """
 
 from __future__ import annotations
@@ -95,6 +107,13 @@ SFT_ROWS: dict[str, dict[str, str]] = {"turns": {"every turn": "every", "last tu
 TURNS_PER_CONVERSATION = 3
 MAX_PAIR_CHARS = 150  # three pairs of at most this many characters fit the cpu scale's 256 tokens
 MULTITURN_HELDOUT = 100  # conversations
+# preference rows: one run per seed holds every arm (arm -> which figure of the run)
+PREF_ROWS: dict[str, tuple[str, ...]] = {"preference": ("SFT only", "SFT + DPO", "ORPO instead of SFT"),
+                                         "reward": ("untrained head", "trained")}  # fmt: skip
+PREF_TRAIN_PAIRS = 1000
+PREF_STEPS = 20  # DPO / ORPO steps, as many as the SFT's
+REWARD_STEPS = 60
+ALL_ROWS = [*ROWS, *SFT_ROWS, *PREF_ROWS]
 SFT_STEPS = 20  # TRL's SFT step costs ~6.8 s on 2 cores at batch 8 x 256 tokens
 
 _TIERS = {"vi_high": {"paths": ["@prep/vi_high"]}, "vi_low": {"paths": ["@prep/vi_low"]}}
@@ -262,6 +281,94 @@ def multiturn_files(prep: Path) -> tuple[Path, Path]:
     return train, heldout
 
 
+def preference_files(prep: Path) -> tuple[Path, Path]:
+    """(train, held-out) preference pairs, written once under ``OUT/preference``: for each prompt,
+    chosen = its reference reply, rejected = the reference reply of the prompt next to it in reply
+    length, within the same split (the prep's first ``PREF_TRAIN_PAIRS`` training records, or its
+    held-out records)."""
+    from vinaforge.chat import read_records
+    from vinaforge.io import atomic_write_text
+    from vinaforge.recipe import load_recipe
+    from vinaforge.runner import run_recipe
+
+    folder = OUT / "preference"
+    train, heldout = folder / "train.jsonl", folder / "heldout.jsonl"
+    if train.is_file() and heldout.is_file():
+        return train, heldout
+    split = run_recipe(load_recipe(prep)) / "split"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, path, limit in (("train", train, PREF_TRAIN_PAIRS), ("heldout", heldout, None)):
+        convs = [c.messages for c in read_records(split / f"{name}.jsonl").kept if len(c.messages) == 2][:limit]
+        order = sorted(range(len(convs)), key=lambda i: len(convs[i][1]["content"]))
+        lines = []
+        for k, i in enumerate(order):
+            other = convs[order[k + 1 if k + 1 < len(order) else k - 1]][1]
+            if other["content"] != convs[i][1]["content"]:
+                rec = {"prompt": convs[i][:1], "chosen": convs[i][1:], "rejected": [other]}
+                lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
+        atomic_write_text(path, "".join(lines))
+    return train, heldout
+
+
+def pref_recipe(row: str, seed: int, tokens: int, scale: dict, prep: Path, data: tuple[Path, Path]) -> Path:
+    """One run per seed holds every arm of a preference row (see ``PREF_ROWS``)."""
+    base_arm = arm_recipe("extension", next(iter(ROWS["extension"])), seed, tokens, scale, prep)
+    train, heldout = (str(p) for p in data)
+    stages: dict = {"adapted": {"kind": "recipe", "recipe": str(base_arm), "outputs": {"model": "cpt/final"}}}
+    training = {"max_steps": PREF_STEPS, "batch_size": 8, "warmup_steps": 0.05, "max_length": scale["seq_len"],
+                "threads": scale["threads"], "logging_steps": 5, "save_steps": PREF_STEPS}  # fmt: skip
+    if row == "reward":
+        stages["reward"] = {"model": "@adapted/model", "mode": "full", "chat_template": "vicuna", "data": [train],
+                            "eval_data": [heldout],
+                            "training": {**training, "max_steps": REWARD_STEPS, "save_steps": REWARD_STEPS,
+                                         "learning_rate": 3e-4}}  # fmt: skip
+    else:
+        stages["prep"] = {"kind": "recipe", "recipe": str(prep),
+                          "outputs": {"sft_train.jsonl": "split/train.jsonl", "sft_heldout.jsonl": "split/heldout.jsonl"}}  # fmt: skip
+        chat = chat_stages(scale, "@adapted/model")
+        stages |= chat
+        pairs = {"sources": {"pairs": {"paths": [train]}}, "eval_paths": [heldout]}
+        common = {"mode": "full", "chat_template": "vicuna", "data": pairs, "beta": 0.1, "prompts": [],
+                  "safety_eval": False}  # fmt: skip
+        stages["dpo"] = {"model": "@sft/final", **common, "training": {**training, "learning_rate": 1e-4}}
+        stages["orpo"] = {"model": "@adapted/model", **common, "training": {**training, "learning_rate": 1e-3}}
+        for method in ("dpo", "orpo"):
+            stages[f"eval_{method}_chat"] = {**chat["eval_sft_chat"], "model": f"@{method}/final"}
+    return _write({"name": f"adapt-{row}-s{seed}", "run_dir": str(OUT / "runs"), "seed": seed, "stages": stages})
+
+
+def run_pref_arms(row: str, path: Path) -> dict[str, dict]:
+    """The figures of every arm of a preference row's run: held-out preference accuracy and, for
+    the policies, held-out assistant loss."""
+    from vinaforge.recipe import load_recipe
+    from vinaforge.runner import run_recipe
+
+    started = time.time()
+    run_dir = run_recipe(load_recipe(path))
+
+    def read(stage: str) -> dict:
+        return json.loads((run_dir / stage / ("summary.json" if "eval" not in stage else "results.json")).read_text())
+
+    wall = round(time.time() - started, 1)
+    if row == "reward":
+        s = read("reward")
+        return {"untrained head": {"pref_acc": s["eval_before"]["accuracy"], "n_pairs": s["eval_pairs"], "wall_s": wall},
+                "trained": {"pref_acc": s["eval"]["accuracy"], "n_pairs": s["eval_pairs"], "wall_s": wall}}  # fmt: skip
+
+    def loss(stage: str) -> float:
+        return read(stage)["chat"]["assistant_loss"]["loss"]
+
+    dpo, orpo = read("dpo")["preference"], read("orpo")["preference"]
+    return {
+        "SFT only": {"pref_acc": dpo["prefers_chosen_before"], "margin": dpo["margin_before"],
+                     "asst": loss("eval_sft_chat"), "n_pairs": dpo["n"], "wall_s": wall},
+        "SFT + DPO": {"pref_acc": dpo["prefers_chosen_after"], "margin": dpo["margin_after"],
+                      "asst": loss("eval_dpo_chat"), "n_pairs": dpo["n"], "wall_s": wall},
+        "ORPO instead of SFT": {"pref_acc": orpo["prefers_chosen_after"], "margin": orpo["margin_after"],
+                                "asst": loss("eval_orpo_chat"), "n_pairs": orpo["n"], "wall_s": wall},
+    }  # fmt: skip
+
+
 def arm_name(
     extend: bool, init: str, phases: list[tuple[str, float]], seed: int, data: str = "mix", sft: bool = False
 ) -> str:
@@ -343,7 +450,7 @@ def _ms(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
-    ap.add_argument("--rows", default=",".join([*ROWS, *SFT_ROWS]), help=f"comma-separated: {', '.join([*ROWS, *SFT_ROWS])}")
+    ap.add_argument("--rows", default=",".join(ALL_ROWS), help=f"comma-separated: {', '.join(ALL_ROWS)}")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=None, help="training tokens per arm (default: the scale's)")
     ap.add_argument("--equal", choices=["tokens", "flops"], default="flops")
@@ -352,9 +459,18 @@ def main(argv: list[str] | None = None) -> int:
     tokens = args.tokens or scale["tokens"]
     prep = prep_recipe(args.scale)
     table: dict[str, dict[str, list[dict]]] = {}
+    pref: dict[str, dict[str, list[dict]]] = {}
     for row in args.rows.split(","):
-        if row not in ROWS and row not in SFT_ROWS:
-            ap.error(f"unknown row {row!r}; rows: {', '.join([*ROWS, *SFT_ROWS])}")
+        if row not in ALL_ROWS:
+            ap.error(f"unknown row {row!r}; rows: {', '.join(ALL_ROWS)}")
+        if row in PREF_ROWS:
+            data = preference_files(prep)
+            for seed in range(args.seeds):
+                arms = run_pref_arms(row, pref_recipe(row, seed, tokens, scale, prep, data))
+                for arm, res in arms.items():
+                    pref.setdefault(row, {}).setdefault(arm, []).append(res)
+                    print(json.dumps({"row": row, "arm": arm, "seed": seed, **res}), flush=True)
+            continue
         if row in SFT_ROWS:
             data = multiturn_files(prep)
             for seed in range(args.seeds):
@@ -377,9 +493,21 @@ def main(argv: list[str] | None = None) -> int:
                 table.setdefault(row, {}).setdefault(arm, []).append(res)
                 print(json.dumps({"row": row, "arm": arm, "seed": seed, **res}), flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps(table, indent=2))
-    print(markdown(table, args))
+    (OUT / "results.json").write_text(json.dumps({**table, **pref}, indent=2))
+    print(markdown(table, args) if table else "")
+    print(pref_markdown(pref) if pref else "")
     return 0
+
+
+def pref_markdown(table: dict) -> str:
+    lines = ["| row | arm | held-out preference accuracy | chosen - rejected log-prob | held-out assistant loss "
+             "| held-out pairs | wall s (run) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row, arms in table.items():
+        for arm, runs in arms.items():
+            cols = [_ms([r[k] for r in runs]) if k in runs[0] else "–" for k in ("pref_acc", "margin", "asst")]
+            lines.append(f"| {row} | {arm} | {' | '.join(cols)} | {runs[0]['n_pairs']} | "
+                         f"{statistics.mean(r['wall_s'] for r in runs):.0f} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def _flops_per_token(model_dir: Path) -> float:

@@ -99,6 +99,25 @@ def test_reward_model_learns_vietnamese_over_english(tiny_dir, vi_over_en, tmp_p
     assert vi > en
 
 
+def test_eval_data_holds_out_its_own_pairs(tiny_dir, vi_over_en, tmp_path):
+    """With ``eval_data``, every pair of ``data`` trains and the held-out pairs are exactly those
+    of ``eval_data`` (unseen prompts), counted and measured before and after training."""
+    from vinaforge.tune.common import TrainSettings
+    from vinaforge.tune.reward import train_reward
+
+    held = _write(tmp_path / "held.jsonl", [{"prompt": f"Câu hỏi mới {i}?", "chosen": "Đây là câu trả lời đúng.",
+                                             "rejected": "This is an answer."} for i in range(5)]
+                  + [{"prompt": "x", "chosen": "một", "rejected": "một"}])  # fmt: skip
+    n_train = sum(1 for _ in open(vi_over_en, encoding="utf-8"))
+    cfg = Config(model=str(tiny_dir), data=[str(vi_over_en)], eval_data=[str(held)], mode="full",
+                 training=TrainSettings(max_steps=1, batch_size=8, threads=2))  # fmt: skip
+    summary = train_reward(cfg, tmp_path / "out", seed=0)
+    assert summary["eval_source"] == "eval_data"
+    assert (summary["train_pairs"], summary["eval_pairs"]) == (n_train, 5)
+    assert summary["eval_before"]["pairs"] == summary["eval"]["pairs"] == 5
+    assert summary["records_in"] == n_train + 6 and summary["rejected"] == 1  # identical replies, kept with a reason
+
+
 def test_nan_reward_is_a_clear_error(tiny_dir):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

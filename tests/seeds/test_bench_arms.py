@@ -38,6 +38,10 @@ def test_every_arm_recipe_loads(bench, tmp_path):
             sft = next(s for s in recipe.stages if s.name == "sft")
             assert sft.config.loss_turns == loss_turns
             names.add(recipe.name)
+    for row in bench.PREF_ROWS:
+        recipe = load_recipe(bench.pref_recipe(row, 0, 1000, scale, prep, data))
+        kinds = {s.name: s.kind for s in recipe.stages}
+        assert {"reward"} <= set(kinds) if row == "reward" else {"sft", "dpo", "orpo"} <= set(kinds)
     # an arm in several rows is one run: 12 CPT arms, of which the extended mean-init arm is in
     # three rows (10 runs), + 2 SFT arms
     assert len(names) == 12

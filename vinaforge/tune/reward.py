@@ -56,7 +56,9 @@ class Config(ModelFields):
     pairs: Literal["all", "adjacent"] = Field("all", description="ranked lists: every ordered pair or neighbours only")
     ties: Literal["drop", "half"] = Field("drop", description="tied replies: dropped, or trained as half-wins both ways")
     weighting: Literal["uniform", "per_prompt", "rank_gap"] = "uniform"
-    eval_fraction: float = Field(0.2, ge=0, lt=1)
+    eval_fraction: float = Field(0.2, ge=0, lt=1, description="prompts held out of data (when no eval_data)")
+    eval_data: InputPaths = Field(default_factory=list, description="held-out pairs and/or ranked lists; "
+                                  "then every prompt of data trains")  # fmt: skip
     training: TrainSettings = TrainSettings(learning_rate=1e-4, epochs=1.0, batch_size=8)
     keep_checkpoints: bool = False
 
@@ -307,8 +309,15 @@ def train_reward(cfg: Config, out_dir: Path, *, seed: int = 0) -> dict[str, Any]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = read_reward_data(list(cfg.data), cfg)
+    if cfg.eval_data:
+        extra = read_reward_data(list(cfg.eval_data), cfg)
+        train, held = data.pairs, extra.pairs
+        data.n_in, data.n_lists = data.n_in + extra.n_in, data.n_lists + extra.n_lists
+        data.rejected += extra.rejected
+        data.rater_disagreements += extra.rater_disagreements
+    else:
+        train, held = split_by_prompt(data.pairs, cfg.eval_fraction, seed)
     write_jsonl(out_dir / "rejected.jsonl", data.rejected)
-    train, held = split_by_prompt(data.pairs, cfg.eval_fraction, seed)
     if not train:
         raise TuneError("every prompt fell into the eval split; lower eval_fraction or add data")
     model, tok, choice, peft_cfg = load_reward_model_for_training(cfg)
@@ -330,7 +339,7 @@ def train_reward(cfg: Config, out_dir: Path, *, seed: int = 0) -> dict[str, Any]
     losses = [h["loss"] for h in history if "loss" in h]
     summary = {
         "method": "reward", "mode": cfg.mode, "template": choice.name, "pairs_in": len(data.pairs),
-        "records_in": data.n_in, "ranked_lists": data.n_lists, "rejected": len(data.rejected),
+        "eval_source": "eval_data" if cfg.eval_data else "eval_fraction", "records_in": data.n_in, "ranked_lists": data.n_lists, "rejected": len(data.rejected),
         "rater_disagreements": data.rater_disagreements,
         "train_pairs": len(train), "eval_pairs": len(held), "steps": trainer.state.global_step,
         "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
