@@ -8,7 +8,7 @@ number of training tokens, over several seeds (mean ± sd). Scored on text no st
 - English bits per byte on the base's held-out 2% of English (forgetting);
 - the tokenizer's tokens per Vietnamese syllable (the inference cost of extension).
 
-Rows implemented here (issue 20's merge row is not yet; figures in docs/benchmarks.md):
+Rows (figures in docs/benchmarks.md):
 
 | row | variant | control |
 |---|---|---|
@@ -20,6 +20,7 @@ Rows implemented here (issue 20's merge row is not yet; figures in docs/benchmar
 | turns | SFT with loss on every assistant turn of 3-turn conversations | loss on the last turn only |
 | preference | the same SFT, then DPO; ORPO in place of the SFT | SFT only |
 | reward | a reward model trained on preference pairs | its untrained head |
+| merge | linear (0.5/0.5) and TIES (over the adapted model) merges of two SFTs | each SFT |
 
 The hybrid row's figure is held-out assistant loss (nats per assistant token, vicuna template, on
 200 held-out vi_alpaca conversations), after CPT and after the same 20-step SFT.
@@ -39,6 +40,10 @@ from the 200 held-out prompts that no stage trains on. Figures: held-out prefere
 policy's summed log-prob of the chosen reply above the rejected one; for the reward model, its
 score) and held-out assistant loss. Every arm of the two rows starts from the extension row's
 adapted model; the SFT-only control is measured in the same run as the DPO arm (its "before").
+
+The merge row merges the two SFTs of the same adapted model that the other chat rows made (the
+preference row's single-turn SFT, the turns row's every-turn SFT on 3-turn conversations), as
+VinaSmol merges finetunes on separate data, and scores every input and merge on both held-out sets.
 
 The quality tiers are the curation stage's (``vinaforge data curate``: LID, Gopher/FineWeb rules,
 dedup, then the top half by quality score per language is ``high``) on Wikipedia, news and legal
@@ -113,7 +118,8 @@ PREF_ROWS: dict[str, tuple[str, ...]] = {"preference": ("SFT only", "SFT + DPO",
 PREF_TRAIN_PAIRS = 1000
 PREF_STEPS = 20  # DPO / ORPO steps, as many as the SFT's
 REWARD_STEPS = 60
-ALL_ROWS = [*ROWS, *SFT_ROWS, *PREF_ROWS]
+MERGE_ARMS = ("single-turn SFT", "3-turn SFT", "linear merge", "TIES merge")
+ALL_ROWS = [*ROWS, *SFT_ROWS, *PREF_ROWS, "merge"]
 SFT_STEPS = 20  # TRL's SFT step costs ~6.8 s on 2 cores at batch 8 x 256 tokens
 
 _TIERS = {"vi_high": {"paths": ["@prep/vi_high"]}, "vi_low": {"paths": ["@prep/vi_low"]}}
@@ -337,6 +343,54 @@ def pref_recipe(row: str, seed: int, tokens: int, scale: dict, prep: Path, data:
     return _write({"name": f"adapt-{row}-s{seed}", "run_dir": str(OUT / "runs"), "seed": seed, "stages": stages})
 
 
+def merge_recipe(seed: int, tokens: int, scale: dict, prep: Path, pref_data: tuple[Path, Path],
+                 turn_data: tuple[Path, Path]) -> Path:
+    """One run per seed: the two SFTs (their runs reused), two merges, and every model scored on the
+    single-turn and the 3-turn held-out conversations, with Vietnamese and English bpb."""
+    base_arm = arm_recipe("extension", next(iter(ROWS["extension"])), seed, tokens, scale, prep)
+    turns_arm = sft_recipe("turns", "every turn", seed, tokens, scale, prep, turn_data)
+    stages: dict = {
+        "prep": {"kind": "recipe", "recipe": str(prep),
+                 "outputs": {"sft_heldout.jsonl": "split/heldout.jsonl", "en_heldout": "base/en_heldout"}},
+        "adapted": {"kind": "recipe", "recipe": str(base_arm), "outputs": {"model": "cpt/final"}},
+        "single": {"kind": "recipe", "recipe": str(pref_recipe("preference", seed, tokens, scale, prep, pref_data)),
+                   "outputs": {"model": "sft/final"}},
+        "multi": {"kind": "recipe", "recipe": str(turns_arm), "outputs": {"model": "sft/final"}},
+        "linear": {"kind": "merge", "merge_method": "linear", "dtype": "float32", "tokenizer": {"source": "@single/model"},
+                   "models": [{"model": "@single/model", "parameters": {"weight": 0.5}},
+                              {"model": "@multi/model", "parameters": {"weight": 0.5}}]},
+        "ties": {"kind": "merge", "merge_method": "ties", "base_model": "@adapted/model", "dtype": "float32",
+                 "tokenizer": {"source": "@single/model"},
+                 "models": [{"model": "@single/model", "parameters": {"weight": 0.5, "density": 0.5}},
+                            {"model": "@multi/model", "parameters": {"weight": 0.5, "density": 0.5}}]},
+    }  # fmt: skip
+    for key, model in zip(MERGE_ARMS, ("@single/model", "@multi/model", "@linear/model", "@ties/model"), strict=True):
+        slug = _slug(key)
+        for held, convs in (("single", "@prep/sft_heldout.jsonl"), ("multi", str(turn_data[1]))):
+            chat = {"conversations": [convs], "loss_template": "vicuna", "max_length": scale["seq_len"]}
+            stage = {"kind": "eval", "model": model, "chat": chat, "max_length": scale["seq_len"], "batch_size": 8}
+            if held == "single":
+                stage["heldout_sets"] = {"vi": [VTB_DEV], "en": ["@prep/en_heldout"]}
+            stages[f"eval_{slug}_{held}"] = stage
+    return _write({"name": f"adapt-merge-s{seed}", "run_dir": str(OUT / "runs"), "seed": seed, "stages": stages})
+
+
+def run_merge_arms(path: Path) -> dict[str, dict]:
+    from vinaforge.recipe import load_recipe
+    from vinaforge.runner import run_recipe
+
+    started = time.time()
+    run_dir = run_recipe(load_recipe(path))
+    out = {}
+    for arm in MERGE_ARMS:
+        single, multi = (json.loads((run_dir / f"eval_{_slug(arm)}_{h}" / "results.json").read_text())
+                         for h in ("single", "multi"))  # fmt: skip
+        out[arm] = {"vi_bpb": single["bpb_sets"]["vi"]["bits_per_byte"], "en_bpb": single["bpb_sets"]["en"]["bits_per_byte"],
+                    "asst_single": single["chat"]["assistant_loss"]["loss"],
+                    "asst_multi": multi["chat"]["assistant_loss"]["loss"], "wall_s": round(time.time() - started, 1)}  # fmt: skip
+    return out
+
+
 def run_pref_arms(row: str, path: Path) -> dict[str, dict]:
     """The figures of every arm of a preference row's run: held-out preference accuracy and, for
     the policies, held-out assistant loss."""
@@ -460,9 +514,17 @@ def main(argv: list[str] | None = None) -> int:
     prep = prep_recipe(args.scale)
     table: dict[str, dict[str, list[dict]]] = {}
     pref: dict[str, dict[str, list[dict]]] = {}
+    merged: dict[str, list[dict]] = {}
     for row in args.rows.split(","):
         if row not in ALL_ROWS:
             ap.error(f"unknown row {row!r}; rows: {', '.join(ALL_ROWS)}")
+        if row == "merge":
+            data = (preference_files(prep), multiturn_files(prep))
+            for seed in range(args.seeds):
+                for arm, res in run_merge_arms(merge_recipe(seed, tokens, scale, prep, *data)).items():
+                    merged.setdefault(arm, []).append(res)
+                    print(json.dumps({"row": row, "arm": arm, "seed": seed, **res}), flush=True)
+            continue
         if row in PREF_ROWS:
             data = preference_files(prep)
             for seed in range(args.seeds):
@@ -493,9 +555,10 @@ def main(argv: list[str] | None = None) -> int:
                 table.setdefault(row, {}).setdefault(arm, []).append(res)
                 print(json.dumps({"row": row, "arm": arm, "seed": seed, **res}), flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps({**table, **pref}, indent=2))
-    print(markdown(table, args) if table else "")
-    print(pref_markdown(pref) if pref else "")
+    (OUT / "results.json").write_text(json.dumps({**table, **pref, **({"merge": merged} if merged else {})}, indent=2))
+    for part in (markdown(table, args) if table else "", pref_markdown(pref) if pref else "",
+                 merge_markdown(merged) if merged else ""):  # fmt: skip
+        print(part)
     return 0
 
 
@@ -507,6 +570,15 @@ def pref_markdown(table: dict) -> str:
             cols = [_ms([r[k] for r in runs]) if k in runs[0] else "–" for k in ("pref_acc", "margin", "asst")]
             lines.append(f"| {row} | {arm} | {' | '.join(cols)} | {runs[0]['n_pairs']} | "
                          f"{statistics.mean(r['wall_s'] for r in runs):.0f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def merge_markdown(arms: dict[str, list[dict]]) -> str:
+    lines = ["| arm | Vietnamese bpb (VTB dev) | English bpb | assistant loss, single-turn held-out "
+             "| 3-turn held-out |", "|---|---|---|---|---|"]  # fmt: skip
+    for arm, runs in arms.items():
+        cols = [_ms([r[k] for r in runs]) for k in ("vi_bpb", "en_bpb", "asst_single", "asst_multi")]
+        lines.append(f"| {arm} | {' | '.join(cols)} |")
     return "\n".join(lines)
 
 

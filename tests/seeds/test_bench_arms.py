@@ -42,6 +42,8 @@ def test_every_arm_recipe_loads(bench, tmp_path):
         recipe = load_recipe(bench.pref_recipe(row, 0, 1000, scale, prep, data))
         kinds = {s.name: s.kind for s in recipe.stages}
         assert {"reward"} <= set(kinds) if row == "reward" else {"sft", "dpo", "orpo"} <= set(kinds)
+    merge = load_recipe(bench.merge_recipe(0, 1000, scale, prep, data, data))
+    assert {"linear", "ties"} <= {s.name for s in merge.stages}
     # an arm in several rows is one run: 12 CPT arms, of which the extended mean-init arm is in
     # three rows (10 runs), + 2 SFT arms
     assert len(names) == 12
