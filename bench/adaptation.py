@@ -113,7 +113,7 @@ TURNS_PER_CONVERSATION = 3
 MAX_PAIR_CHARS = 150  # three pairs of at most this many characters fit the cpu scale's 256 tokens
 MULTITURN_HELDOUT = 100  # conversations
 # preference rows: one run per seed holds every arm (arm -> which figure of the run)
-PREF_ROWS: dict[str, tuple[str, ...]] = {"preference": ("SFT only", "SFT + DPO", "ORPO instead of SFT"),
+PREF_ROWS: dict[str, tuple[str, ...]] = {"preference": ("adapted (no SFT)", "SFT only", "SFT + DPO", "ORPO instead of SFT"),
                                          "reward": ("untrained head", "trained")}  # fmt: skip
 PREF_TRAIN_PAIRS = 1000
 PREF_STEPS = 20  # DPO / ORPO steps, as many as the SFT's
@@ -414,6 +414,8 @@ def run_pref_arms(row: str, path: Path) -> dict[str, dict]:
 
     dpo, orpo = read("dpo")["preference"], read("orpo")["preference"]
     return {
+        "adapted (no SFT)": {"pref_acc": orpo["prefers_chosen_before"], "margin": orpo["margin_before"],
+                             "asst": loss("eval_cpt_chat"), "n_pairs": orpo["n"], "wall_s": wall},
         "SFT only": {"pref_acc": dpo["prefers_chosen_before"], "margin": dpo["margin_before"],
                      "asst": loss("eval_sft_chat"), "n_pairs": dpo["n"], "wall_s": wall},
         "SFT + DPO": {"pref_acc": dpo["prefers_chosen_after"], "margin": dpo["margin_after"],
