@@ -110,6 +110,29 @@ def test_tune_prints_a_short_summary_and_writes_the_json(tiny_dir, tmp_path):
     assert '"before"' not in res.output and '"prompts"' not in res.output
 
 
+def test_tune_sft_loss_turns_from_the_command_line(tiny_dir, tmp_path):
+    """``--set loss_turns=last`` trains the final replies only; an unknown value names the key."""
+    from typer.testing import CliRunner
+
+    from vinaforge.cli import app
+
+    two_turns = {"messages": [{"role": "user", "content": "Chào bạn"}, {"role": "assistant", "content": "Chào!"},
+                              {"role": "user", "content": "Phở là gì?"},
+                              {"role": "assistant", "content": "Phở là món ăn Việt Nam."}]}  # fmt: skip
+    data = tmp_path / "chat.jsonl"
+    data.write_text((json.dumps(two_turns, ensure_ascii=False) + "\n") * 8, encoding="utf-8")
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text(f"model: {tiny_dir}\nmode: full\ndata: {{sources: {{a: {{paths: [{data}]}}}}}}\nprompts: []\n"
+                   "safety_eval: false\ntraining: {max_steps: 1, batch_size: 2, max_length: 64}\n",
+                   encoding="utf-8")  # fmt: skip
+    runner = CliRunner()
+    res = runner.invoke(app, ["tune", "sft", "-c", str(cfg), "-o", str(tmp_path / "out"), "--set", "loss_turns=last"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))["loss_turns"] == "last"
+    bad = runner.invoke(app, ["tune", "sft", "-c", str(cfg), "-o", str(tmp_path / "bad"), "--set", "loss_turns=first"])
+    assert bad.exit_code != 0 and "loss_turns" in bad.output and "Traceback" not in bad.output
+
+
 def test_self_preference_with_a_larger_tokenizer_is_one_line(tiny_dir, tmp_path):
     """It used to crash with an IndexError in the embedding when sampling began."""
     from typer.testing import CliRunner

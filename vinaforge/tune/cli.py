@@ -95,6 +95,8 @@ def summary_lines(method: str, result: dict, output: Path) -> list[str]:
     pref = result.get("preference")
     if isinstance(pref, dict) and "reward_accuracy" in pref:
         facts.append(f"pair accuracy {_num(pref['reward_accuracy'])}")
+        if "prefers_chosen_before" in pref:
+            facts.append(f"prefers chosen {_num(pref['prefers_chosen_before'])} → {_num(pref['prefers_chosen_after'])}")
     safety = result.get("safety")
     if isinstance(safety, dict) and "refusal_rate" in safety:
         facts.append(f"refusal {_num(safety['refusal_rate'])}, over-refusal {_num(safety.get('over_refusal_rate'))}")
