@@ -497,6 +497,27 @@ def run_arm(path: Path) -> dict:
     }
 
 
+def generation_speed(model_dir: Path, threads: int | None, n_prompts: int = 8, new_tokens: int = 64) -> dict:
+    """Greedy generation speed on Vietnamese prompts (the first five syllables of VTB dev
+    sentences), batch 1, through vinaforge's generation engine: new tokens per second and the
+    Vietnamese syllables per second they stand for (tokens/s ÷ the model's tokens per syllable)."""
+    from vinaforge.generate import SamplingParams
+    from vinaforge.generate.local import LocalBackend
+    from vinaforge.io import iter_texts
+    from vinaforge.tune.common import set_threads
+
+    set_threads(threads)
+    prompts = [" ".join(t.split()[:5]) for t, _ in zip(iter_texts(VTB_DEV), range(n_prompts), strict=False)]
+    backend = LocalBackend(str(model_dir), batch_size=1)
+    params = SamplingParams(max_new_tokens=new_tokens)
+    backend.generate(prompts[:1], params)  # warm-up
+    started = time.perf_counter()
+    done = backend.generate(prompts, params)
+    seconds = time.perf_counter() - started
+    tokens = sum(c.completion_tokens for c in done)
+    return {"gen_tokens_per_s": tokens / seconds, "gen_tokens": tokens, "gen_seconds": seconds}
+
+
 def _ms(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.4f}"
@@ -510,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=None, help="training tokens per arm (default: the scale's)")
     ap.add_argument("--equal", choices=["tokens", "flops"], default="flops")
+    ap.add_argument("--gen-speed", action="store_true",
+                    help="also time greedy Vietnamese generation of each CPT arm's first seed")  # fmt: skip
     args = ap.parse_args(argv)
     scale = SCALES[args.scale]
     tokens = args.tokens or scale["tokens"]
@@ -553,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
                     # same training FLOPs as the extended arm
                     arm_tokens = int(first["flops"] / _flops_per_token(OUT / "runs" / "adapt-prep" / "base" / "model"))
                 res = run_arm(arm_recipe(row, arm, seed, arm_tokens, scale, prep))
+                if args.gen_speed and seed == 0:
+                    res |= generation_speed(Path(res["run_dir"]) / "cpt" / "final", scale["threads"])
+                    res["gen_syllables_per_s"] = res["gen_tokens_per_s"] / res["tokens_per_syllable"]
                 first = first or res
                 table.setdefault(row, {}).setdefault(arm, []).append(res)
                 print(json.dumps({"row": row, "arm": arm, "seed": seed, **res}), flush=True)
