@@ -117,7 +117,7 @@ PREF_ROWS: dict[str, tuple[str, ...]] = {"preference": ("adapted (no SFT)", "SFT
                                          "reward": ("untrained head", "trained")}  # fmt: skip
 PREF_TRAIN_PAIRS = 1000
 PREF_STEPS = 20  # DPO / ORPO steps, as many as the SFT's
-REWARD_STEPS = 60
+REWARD_STEPS, REWARD_LR = 60, 3e-4  # defaults of --reward-steps / --reward-lr
 MERGE_ARMS = ("single-turn SFT", "3-turn SFT", "linear merge", "TIES merge")
 ALL_ROWS = [*ROWS, *SFT_ROWS, *PREF_ROWS, "merge"]
 SFT_STEPS = 20  # TRL's SFT step costs ~6.8 s on 2 cores at batch 8 x 256 tokens
@@ -316,8 +316,10 @@ def preference_files(prep: Path) -> tuple[Path, Path]:
     return train, heldout
 
 
-def pref_recipe(row: str, seed: int, tokens: int, scale: dict, prep: Path, data: tuple[Path, Path]) -> Path:
-    """One run per seed holds every arm of a preference row (see ``PREF_ROWS``)."""
+def pref_recipe(row: str, seed: int, tokens: int, scale: dict, prep: Path, data: tuple[Path, Path],
+                reward: tuple[int, float] = (REWARD_STEPS, REWARD_LR)) -> Path:
+    """One run per seed holds every arm of a preference row (see ``PREF_ROWS``); ``reward`` is
+    the reward model's (steps, learning rate), in the run's name when not the default."""
     base_arm = arm_recipe("extension", next(iter(ROWS["extension"])), seed, tokens, scale, prep)
     train, heldout = (str(p) for p in data)
     stages: dict = {"adapted": {"kind": "recipe", "recipe": str(base_arm), "outputs": {"model": "cpt/final"}}}
@@ -326,8 +328,8 @@ def pref_recipe(row: str, seed: int, tokens: int, scale: dict, prep: Path, data:
     if row == "reward":
         stages["reward"] = {"model": "@adapted/model", "mode": "full", "chat_template": "vicuna", "data": [train],
                             "eval_data": [heldout],
-                            "training": {**training, "max_steps": REWARD_STEPS, "save_steps": REWARD_STEPS,
-                                         "learning_rate": 3e-4}}  # fmt: skip
+                            "training": {**training, "max_steps": reward[0], "save_steps": reward[0],
+                                         "learning_rate": reward[1]}}  # fmt: skip
     else:
         stages["prep"] = {"kind": "recipe", "recipe": str(prep),
                           "outputs": {"sft_train.jsonl": "split/train.jsonl", "sft_heldout.jsonl": "split/heldout.jsonl"}}  # fmt: skip
@@ -340,7 +342,9 @@ def pref_recipe(row: str, seed: int, tokens: int, scale: dict, prep: Path, data:
         stages["orpo"] = {"model": "@adapted/model", **common, "training": {**training, "learning_rate": 1e-3}}
         for method in ("dpo", "orpo"):
             stages[f"eval_{method}_chat"] = {**chat["eval_sft_chat"], "model": f"@{method}/final"}
-    return _write({"name": f"adapt-{row}-s{seed}", "run_dir": str(OUT / "runs"), "seed": seed, "stages": stages})
+    tag = f"-{reward[0]}-{reward[1]:g}" if row == "reward" and reward != (REWARD_STEPS, REWARD_LR) else ""
+    return _write({"name": f"adapt-{row}{_slug(tag) and '-' + _slug(tag)}-s{seed}", "run_dir": str(OUT / "runs"),
+                   "seed": seed, "stages": stages})  # fmt: skip
 
 
 def merge_recipe(seed: int, tokens: int, scale: dict, prep: Path, pref_data: tuple[Path, Path],
@@ -531,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=None, help="training tokens per arm (default: the scale's)")
     ap.add_argument("--equal", choices=["tokens", "flops"], default="flops")
+    ap.add_argument("--reward-steps", type=int, default=REWARD_STEPS)
+    ap.add_argument("--reward-lr", type=float, default=REWARD_LR)
     ap.add_argument("--gen-speed", action="store_true",
                     help="also time greedy Vietnamese generation of each CPT arm's first seed")  # fmt: skip
     args = ap.parse_args(argv)
@@ -553,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         if row in PREF_ROWS:
             data = preference_files(prep)
             for seed in range(args.seeds):
-                arms = run_pref_arms(row, pref_recipe(row, seed, tokens, scale, prep, data))
+                reward = (args.reward_steps, args.reward_lr)
+                arms = run_pref_arms(row, pref_recipe(row, seed, tokens, scale, prep, data, reward))
                 for arm, res in arms.items():
                     pref.setdefault(row, {}).setdefault(arm, []).append(res)
                     print(json.dumps({"row": row, "arm": arm, "seed": seed, **res}), flush=True)
