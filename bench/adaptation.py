@@ -247,14 +247,30 @@ def chat_stages(
     }
 
 
+def _adapted(seed: int, tokens: int, scale: dict, prep: Path) -> dict:
+    """The stage that brings in the extension row's "extended (mean)" CPT model of this seed (run,
+    or reused, as a sub-recipe): the start of every SFT, preference and merge arm."""
+    base_arm = arm_recipe("extension", next(iter(ROWS["extension"])), seed, tokens, scale, prep)
+    return {"kind": "recipe", "recipe": str(base_arm), "outputs": {"model": "cpt/final"}}
+
+
+def _prep_pairs(prep: Path, split: str) -> list[list[dict]]:
+    """The single-turn conversations (user, assistant) of the prep recipe's ``split`` output."""
+    from vinaforge.chat import read_records
+    from vinaforge.recipe import load_recipe
+    from vinaforge.runner import run_recipe
+
+    path = run_recipe(load_recipe(prep)) / "split" / f"{split}.jsonl"
+    return [c.messages for c in read_records(path).kept if len(c.messages) == 2]
+
+
 def sft_recipe(row: str, arm: str, seed: int, tokens: int, scale: dict, prep: Path, data: tuple[Path, Path]) -> Path:
     """An SFT row's arm: the extension row's adapted model (run, or reused, as a sub-recipe), the
     row's SFT on ``data`` (train, held-out), then the same evaluations as a CPT arm."""
-    base_arm = arm_recipe("extension", next(iter(ROWS["extension"])), seed, tokens, scale, prep)
     train, heldout = (str(p) for p in data)
     stages = {
         "prep": {"kind": "recipe", "recipe": str(prep), "outputs": {"en_heldout": "base/en_heldout"}},
-        "adapted": {"kind": "recipe", "recipe": str(base_arm), "outputs": {"model": "cpt/final"}},
+        "adapted": _adapted(seed, tokens, scale, prep),
         **chat_stages(scale, "@adapted/model", train, heldout, SFT_ROWS[row][arm]),
         "eval": {"model": "@sft/final", "heldout_sets": {"vi": [VTB_DEV], "en": ["@prep/en_heldout"]},
                  "fertility": [VTB_DEV], "max_length": scale["seq_len"], "batch_size": 8},  # fmt: skip
@@ -267,17 +283,13 @@ def multiturn_files(prep: Path) -> tuple[Path, Path]:
     """Multi-turn conversations for the turns row: the prep's training pairs with at most
     ``MAX_PAIR_CHARS`` characters, ``TURNS_PER_CONVERSATION`` in a row per conversation; the first
     ``MULTITURN_HELDOUT`` are held out. Written once (atomically) under ``OUT/multiturn``."""
-    from vinaforge.chat import read_records
     from vinaforge.io import atomic_write_text
-    from vinaforge.recipe import load_recipe
-    from vinaforge.runner import run_recipe
 
     folder = OUT / "multiturn"
     train, heldout = folder / "train.jsonl", folder / "heldout.jsonl"
     if train.is_file() and heldout.is_file():
         return train, heldout
-    pairs = [c.messages for c in read_records(run_recipe(load_recipe(prep)) / "split" / "train.jsonl").kept
-             if len(c.messages) == 2 and sum(len(m["content"]) for m in c.messages) <= MAX_PAIR_CHARS]  # fmt: skip
+    pairs = [p for p in _prep_pairs(prep, "train") if sum(len(m["content"]) for m in p) <= MAX_PAIR_CHARS]
     n = TURNS_PER_CONVERSATION
     convs = [[m for pair in pairs[i : i + n] for m in pair] for i in range(0, len(pairs) - n + 1, n)]
     lines = [json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in convs]
@@ -292,19 +304,15 @@ def preference_files(prep: Path) -> tuple[Path, Path]:
     chosen = its reference reply, rejected = the reference reply of the prompt next to it in reply
     length, within the same split (the prep's first ``PREF_TRAIN_PAIRS`` training records, or its
     held-out records)."""
-    from vinaforge.chat import read_records
     from vinaforge.io import atomic_write_text
-    from vinaforge.recipe import load_recipe
-    from vinaforge.runner import run_recipe
 
     folder = OUT / "preference"
     train, heldout = folder / "train.jsonl", folder / "heldout.jsonl"
     if train.is_file() and heldout.is_file():
         return train, heldout
-    split = run_recipe(load_recipe(prep)) / "split"
     folder.mkdir(parents=True, exist_ok=True)
     for name, path, limit in (("train", train, PREF_TRAIN_PAIRS), ("heldout", heldout, None)):
-        convs = [c.messages for c in read_records(split / f"{name}.jsonl").kept if len(c.messages) == 2][:limit]
+        convs = _prep_pairs(prep, name)[:limit]
         order = sorted(range(len(convs)), key=lambda i: len(convs[i][1]["content"]))
         lines = []
         for k, i in enumerate(order):
@@ -320,9 +328,8 @@ def pref_recipe(row: str, seed: int, tokens: int, scale: dict, prep: Path, data:
                 reward: tuple[int, float] = (REWARD_STEPS, REWARD_LR)) -> Path:
     """One run per seed holds every arm of a preference row (see ``PREF_ROWS``); ``reward`` is
     the reward model's (steps, learning rate), in the run's name when not the default."""
-    base_arm = arm_recipe("extension", next(iter(ROWS["extension"])), seed, tokens, scale, prep)
     train, heldout = (str(p) for p in data)
-    stages: dict = {"adapted": {"kind": "recipe", "recipe": str(base_arm), "outputs": {"model": "cpt/final"}}}
+    stages: dict = {"adapted": _adapted(seed, tokens, scale, prep)}
     training = {"max_steps": PREF_STEPS, "batch_size": 8, "warmup_steps": 0.05, "max_length": scale["seq_len"],
                 "threads": scale["threads"], "logging_steps": 5, "save_steps": PREF_STEPS}  # fmt: skip
     if row == "reward":
@@ -342,21 +349,19 @@ def pref_recipe(row: str, seed: int, tokens: int, scale: dict, prep: Path, data:
         stages["orpo"] = {"model": "@adapted/model", **common, "training": {**training, "learning_rate": 1e-3}}
         for method in ("dpo", "orpo"):
             stages[f"eval_{method}_chat"] = {**chat["eval_sft_chat"], "model": f"@{method}/final"}
-    tag = f"-{reward[0]}-{reward[1]:g}" if row == "reward" and reward != (REWARD_STEPS, REWARD_LR) else ""
-    return _write({"name": f"adapt-{row}{_slug(tag) and '-' + _slug(tag)}-s{seed}", "run_dir": str(OUT / "runs"),
-                   "seed": seed, "stages": stages})  # fmt: skip
+    tag = f"-{_slug(f'{reward[0]}-{reward[1]:g}')}" if row == "reward" and reward != (REWARD_STEPS, REWARD_LR) else ""
+    return _write({"name": f"adapt-{row}{tag}-s{seed}", "run_dir": str(OUT / "runs"), "seed": seed, "stages": stages})
 
 
 def merge_recipe(seed: int, tokens: int, scale: dict, prep: Path, pref_data: tuple[Path, Path],
                  turn_data: tuple[Path, Path]) -> Path:
     """One run per seed: the two SFTs (their runs reused), two merges, and every model scored on the
     single-turn and the 3-turn held-out conversations, with Vietnamese and English bpb."""
-    base_arm = arm_recipe("extension", next(iter(ROWS["extension"])), seed, tokens, scale, prep)
     turns_arm = sft_recipe("turns", "every turn", seed, tokens, scale, prep, turn_data)
     stages: dict = {
         "prep": {"kind": "recipe", "recipe": str(prep),
                  "outputs": {"sft_heldout.jsonl": "split/heldout.jsonl", "en_heldout": "base/en_heldout"}},
-        "adapted": {"kind": "recipe", "recipe": str(base_arm), "outputs": {"model": "cpt/final"}},
+        "adapted": _adapted(seed, tokens, scale, prep),
         "single": {"kind": "recipe", "recipe": str(pref_recipe("preference", seed, tokens, scale, prep, pref_data)),
                    "outputs": {"model": "sft/final"}},
         "multi": {"kind": "recipe", "recipe": str(turns_arm), "outputs": {"model": "sft/final"}},
@@ -544,8 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     tokens = args.tokens or scale["tokens"]
     prep = prep_recipe(args.scale)
     table: dict[str, dict[str, list[dict]]] = {}
-    pref: dict[str, dict[str, list[dict]]] = {}
-    merged: dict[str, list[dict]] = {}
+    chat: dict[str, dict[str, list[dict]]] = {}  # preference and merge rows: their own tables
     for row in args.rows.split(","):
         if row not in ALL_ROWS:
             ap.error(f"unknown row {row!r}; rows: {', '.join(ALL_ROWS)}")
@@ -553,25 +557,20 @@ def main(argv: list[str] | None = None) -> int:
             data = (preference_files(prep), multiturn_files(prep))
             for seed in range(args.seeds):
                 for arm, res in run_merge_arms(merge_recipe(seed, tokens, scale, prep, *data)).items():
-                    merged.setdefault(arm, []).append(res)
-                    print(json.dumps({"row": row, "arm": arm, "seed": seed, **res}), flush=True)
+                    _keep(chat, row, arm, seed, res)
             continue
         if row in PREF_ROWS:
             data = preference_files(prep)
             for seed in range(args.seeds):
                 reward = (args.reward_steps, args.reward_lr)
-                arms = run_pref_arms(row, pref_recipe(row, seed, tokens, scale, prep, data, reward))
-                for arm, res in arms.items():
-                    pref.setdefault(row, {}).setdefault(arm, []).append(res)
-                    print(json.dumps({"row": row, "arm": arm, "seed": seed, **res}), flush=True)
+                for arm, res in run_pref_arms(row, pref_recipe(row, seed, tokens, scale, prep, data, reward)).items():
+                    _keep(chat, row, arm, seed, res)
             continue
         if row in SFT_ROWS:
             data = multiturn_files(prep)
             for seed in range(args.seeds):
                 for arm in SFT_ROWS[row]:
-                    res = run_arm(sft_recipe(row, arm, seed, tokens, scale, prep, data))
-                    table.setdefault(row, {}).setdefault(arm, []).append(res)
-                    print(json.dumps({"row": row, "arm": arm, "seed": seed, **res}), flush=True)
+                    _keep(table, row, arm, seed, run_arm(sft_recipe(row, arm, seed, tokens, scale, prep, data)))
             continue
         arms = list(ROWS[row])
         for seed in range(args.seeds):
@@ -587,14 +586,20 @@ def main(argv: list[str] | None = None) -> int:
                     res |= generation_speed(Path(res["run_dir"]) / "cpt" / "final", scale["threads"])
                     res["gen_syllables_per_s"] = res["gen_tokens_per_s"] / res["tokens_per_syllable"]
                 first = first or res
-                table.setdefault(row, {}).setdefault(arm, []).append(res)
-                print(json.dumps({"row": row, "arm": arm, "seed": seed, **res}), flush=True)
+                _keep(table, row, arm, seed, res)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps({**table, **pref, **({"merge": merged} if merged else {})}, indent=2))
-    for part in (markdown(table, args) if table else "", pref_markdown(pref) if pref else "",
+    (OUT / "results.json").write_text(json.dumps({**table, **chat}, indent=2))
+    merged = chat.pop("merge", None)
+    for part in (markdown(table, args) if table else "", pref_markdown(chat) if chat else "",
                  merge_markdown(merged) if merged else ""):  # fmt: skip
         print(part)
     return 0
+
+
+def _keep(store: dict, row: str, arm: str, seed: int, res: dict) -> None:
+    """Add one arm's result to its table and print it as one JSON line (progress you can parse)."""
+    store.setdefault(row, {}).setdefault(arm, []).append(res)
+    print(json.dumps({"row": row, "arm": arm, "seed": seed, **res}), flush=True)
 
 
 def pref_markdown(table: dict) -> str:

@@ -43,9 +43,7 @@ def assistant_loss(model, tokenizer, conversations: list[Any], template: str, ma
         rendered = render(messages, template, bos_token=tokenizer.bos_token or "", eos_token=tokenizer.eos_token or "")
         enc = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
         ids, offsets = list(enc["input_ids"])[:max_length], list(enc["offset_mapping"])[:max_length]
-        mask = [
-            end > start and any(start < e and end > s for s, e in rendered.assistant_spans) for start, end in offsets
-        ]
+        mask = _covered(offsets, rendered.assistant_spans)
         if not any(mask[1:]):
             continue
         x = torch.tensor([ids], device=device)
@@ -55,9 +53,7 @@ def assistant_loss(model, tokenizer, conversations: list[Any], template: str, ma
         token_nats = torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="none")
         nats += float(token_nats[keep].sum())
         tokens += int(keep.sum())
-        s_last, e_last = rendered.assistant_spans[-1]
-        last = torch.tensor([end > start and start < e_last and end > s_last for start, end in offsets[1:]],
-                            device=device, dtype=torch.bool) & keep  # fmt: skip
+        last = torch.tensor(_covered(offsets[1:], rendered.assistant_spans[-1:]), device=device, dtype=torch.bool)
         last_nats += float(token_nats[last].sum())
         last_tokens += int(last.sum())
         n_bytes += sum(len(rendered.text[s:e].encode("utf-8")) for (s, e), m in zip(offsets[1:], mask[1:], strict=True) if m)
@@ -73,6 +69,11 @@ def assistant_loss(model, tokenizer, conversations: list[Any], template: str, ma
         "n_bytes": n_bytes,
         "n_conversations": used,
     }
+
+
+def _covered(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[bool]:
+    """Which tokens (character offsets) overlap one of ``spans``."""
+    return [end > start and any(start < e and end > s for s, e in spans) for start, end in offsets]
 
 
 def longest_run(ids: list) -> int:

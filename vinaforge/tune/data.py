@@ -248,9 +248,9 @@ def conversation_rows(items: list[Conversation], loss_turns: str = "every") -> l
         raise ValueError(f"loss_turns must be 'every' or 'last', not {loss_turns!r}")
     rows = []
     for c in items:
-        if not c.messages or c.messages[-1]["role"] != "assistant":
+        if c.last_reply is None:
             raise ValueError(f"loss_turns 'last' needs a final assistant reply: {record_text(c)[:80]!r}")
-        rows.append({"prompt": c.messages[:-1], "completion": c.messages[-1:]})
+        rows.append({"prompt": c.prompt_messages, "completion": c.messages[-1:]})
     return rows
 
 

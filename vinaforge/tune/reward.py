@@ -339,7 +339,8 @@ def train_reward(cfg: Config, out_dir: Path, *, seed: int = 0) -> dict[str, Any]
     losses = [h["loss"] for h in history if "loss" in h]
     summary = {
         "method": "reward", "mode": cfg.mode, "template": choice.name, "pairs_in": len(data.pairs),
-        "eval_source": "eval_data" if cfg.eval_data else "eval_fraction", "records_in": data.n_in, "ranked_lists": data.n_lists, "rejected": len(data.rejected),
+        "eval_source": "eval_data" if cfg.eval_data else "eval_fraction", "records_in": data.n_in,
+        "ranked_lists": data.n_lists, "rejected": len(data.rejected),
         "rater_disagreements": data.rater_disagreements,
         "train_pairs": len(train), "eval_pairs": len(held), "steps": trainer.state.global_step,
         "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
