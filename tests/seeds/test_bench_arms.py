@@ -1,5 +1,5 @@
 """Every arm of ``bench/adaptation.py`` is a recipe that loads and validates (``load_recipe``),
-so a broken row fails here rather than an hour into the benchmark."""
+so a broken row fails here rather than an hour into the benchmark. Needs ../shared/data (conftest)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from vinaforge.recipe import load_recipe
 
 
 @pytest.fixture
-def bench(repo_root, tmp_path, monkeypatch):
+def bench(repo_root, tmp_path, monkeypatch):  # the conftest has already moved to repo_root
     spec = importlib.util.spec_from_file_location("adaptation", repo_root / "bench" / "adaptation.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "OUT", tmp_path / "out")
-    monkeypatch.chdir(repo_root)
     return module
 
 
