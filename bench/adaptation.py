@@ -119,7 +119,16 @@ PREF_TRAIN_PAIRS = 1000
 PREF_STEPS = 20  # DPO / ORPO steps, as many as the SFT's
 REWARD_STEPS, REWARD_LR = 60, 3e-4  # defaults of --reward-steps / --reward-lr
 MERGE_ARMS = ("single-turn SFT", "3-turn SFT", "linear merge", "TIES merge")
-ALL_ROWS = [*ROWS, *SFT_ROWS, *PREF_ROWS, "merge"]
+# self-preference (SeaLLMs): the SFT model samples SELF_PREF_N replies to each of SELF_PREF_PROMPTS
+# training prompts, the rules judge ranks them, DPO on best vs worst; against the same SFT alone
+SELF_PREF_ARMS = ("SFT only", "SFT + self-preference DPO")
+SELF_PREF_PROMPTS, SELF_PREF_N, SELF_PREF_TOKENS = 160, 4, 48
+HELDOUT_PROMPTS = "recipes/seeds/data/vi_heldout_prompts.jsonl"  # 50 prompts no stage trains on
+# chat vector (VinaSmol's instruct residual): adapted + λ·(the base's own SFT − the base), no SFT of
+# the adapted model; against the adapted model (its input) and the SFT of the adapted model
+CHAT_VECTOR_ARMS = {"adapted (no SFT)": "@adapted/model", "chat vector λ=0.5": "@cv_half/model",
+                    "chat vector λ=1": "@cv_one/model", "SFT of the adapted model": "@sft/final"}  # fmt: skip
+ALL_ROWS = [*ROWS, *SFT_ROWS, *PREF_ROWS, "merge", "self-preference", "chat-vector"]
 SFT_STEPS = 20  # TRL's SFT step costs ~6.8 s on 2 cores at batch 8 x 256 tokens
 
 _TIERS = {"vi_high": {"paths": ["@prep/vi_high"]}, "vi_low": {"paths": ["@prep/vi_low"]}}
@@ -384,6 +393,116 @@ def merge_recipe(seed: int, tokens: int, scale: dict, prep: Path, pref_data: tup
     return _write({"name": f"adapt-merge-s{seed}", "run_dir": str(OUT / "runs"), "seed": seed, "stages": stages})
 
 
+def _chat_eval(model: str, scale: dict, convs: str = "@prep/sft_heldout.jsonl", answers: bool = False,
+               bpb: bool = False) -> dict:  # fmt: skip
+    """An eval stage: held-out assistant loss (vicuna), optionally greedy answers to the held-out
+    prompts and Vietnamese / English bpb."""
+    chat: dict = {"conversations": [convs], "loss_template": "vicuna", "max_length": scale["seq_len"]}
+    if answers:
+        chat |= {"prompts": [HELDOUT_PROMPTS], "answer_template": "vicuna", "max_new_tokens": SELF_PREF_TOKENS}
+    stage = {"kind": "eval", "model": model, "chat": chat, "max_length": scale["seq_len"], "batch_size": 8}
+    if bpb:
+        stage["heldout_sets"] = {"vi": [VTB_DEV], "en": ["@prep/en_heldout"]}
+    return stage
+
+
+def self_pref_recipe(seed: int, tokens: int, scale: dict, prep: Path, pref_data: tuple[Path, Path]) -> Path:
+    """One run per seed: the preference row's SFT, self-preference pairs from it (rules judge), DPO
+    on them at the DPO arm's settings, and both models scored on held-out pairs, held-out
+    conversations and greedy answers to held-out prompts."""
+    train, heldout = (str(p) for p in pref_data)
+    training = {"max_steps": PREF_STEPS, "batch_size": 8, "warmup_steps": 0.05, "max_length": scale["seq_len"],
+                "threads": scale["threads"], "logging_steps": 5, "save_steps": PREF_STEPS, "learning_rate": 1e-4}  # fmt: skip
+    stages: dict = {
+        "prep": {"kind": "recipe", "recipe": str(prep),
+                 "outputs": {"sft_train.jsonl": "split/train.jsonl", "sft_heldout.jsonl": "split/heldout.jsonl"}},
+        "adapted": _adapted(seed, tokens, scale, prep),
+        "sft": chat_stages(scale, "@adapted/model")["sft"],
+        "self_preference": {"prompts": [train], "backend": {"kind": "local", "model": "@sft/final", "batch_size": 16},
+                            "n": SELF_PREF_N, "limit": SELF_PREF_PROMPTS, "judge": {"kind": "rules"}, "margin": 1.0,
+                            "sampling": {"temperature": 0.9, "top_p": 0.95, "max_new_tokens": SELF_PREF_TOKENS,
+                                         "seed": seed}},
+        "dpo_self": {"kind": "dpo", "model": "@sft/final", "mode": "full", "chat_template": "vicuna", "beta": 0.1,
+                     "data": {"sources": {"pairs": {"paths": ["@self_preference/pairs.jsonl"]}}, "eval_paths": [heldout]},
+                     "prompts": [], "safety_eval": False, "training": training},
+        "eval_sft_chat": _chat_eval("@sft/final", scale, answers=True),
+        "eval_dpo_self_chat": _chat_eval("@dpo_self/final", scale, answers=True),
+    }  # fmt: skip
+    return _write({"name": f"adapt-self-preference-s{seed}", "run_dir": str(OUT / "runs"), "seed": seed,
+                   "stages": stages})  # fmt: skip
+
+
+def chat_vector_recipe(seed: int, tokens: int, scale: dict, prep: Path) -> Path:
+    """One run per seed: the base's own SFT ("instruct", base vocabulary, the same data and steps
+    as the adapted model's SFT), two chat vectors onto the adapted model, the SFT of the adapted
+    model, and every arm scored on the single-turn held-out conversations with vi / en bpb."""
+    sft = chat_stages(scale, "@adapted/model")["sft"]
+    stages: dict = {
+        "prep": {"kind": "recipe", "recipe": str(prep),
+                 "outputs": {"base": "base/model", "sft_train.jsonl": "split/train.jsonl",
+                             "sft_heldout.jsonl": "split/heldout.jsonl", "en_heldout": "base/en_heldout"}},
+        "adapted": _adapted(seed, tokens, scale, prep),
+        "sft": sft,
+        "instruct": {**sft, "kind": "sft", "model": "@prep/base"},
+    }  # fmt: skip
+    for name, lam in (("cv_half", 0.5), ("cv_one", 1.0)):
+        stages[name] = {"kind": "merge", "chat_vector": {"vi_base": "@adapted/model", "instruct": "@instruct/final",
+                                                         "base": "@prep/base", "lam": lam}}  # fmt: skip
+    for model in CHAT_VECTOR_ARMS.values():
+        stages[_eval_of(model)] = _chat_eval(model, scale, bpb=True)
+    stages["eval_instruct"] = _chat_eval("@instruct/final", scale, bpb=True)
+    return _write({"name": f"adapt-chat-vector-s{seed}", "run_dir": str(OUT / "runs"), "seed": seed, "stages": stages})
+
+
+def _eval_of(model: str) -> str:
+    """The eval stage's name for a model reference: ``@cv_one/model`` -> ``eval_cv_one``."""
+    return f"eval_{model.removeprefix('@').split('/')[0]}"
+
+
+def _results(run_dir: Path, stage: str) -> dict:
+    return json.loads((run_dir / stage / "results.json").read_text())
+
+
+def run_self_pref_arms(path: Path) -> dict[str, dict]:
+    """Held-out preference accuracy, assistant loss, and the held-out answers' rules score (the
+    judge's own figure, on prompts it never ranked) and distinct-2, per arm."""
+    from vinaforge.recipe import load_recipe
+    from vinaforge.runner import run_recipe
+    from vinaforge.text.reply_score import reply_score
+
+    started = time.time()
+    run_dir = run_recipe(load_recipe(path))
+    wall = round(time.time() - started, 1)
+    summary = json.loads((run_dir / "dpo_self" / "summary.json").read_text())
+    pairs = json.loads((run_dir / "self_preference" / "result.json").read_text())["metrics"]
+    pref = summary["preference"]
+    out = {}
+    for arm, stage, when in zip(SELF_PREF_ARMS, ("eval_sft_chat", "eval_dpo_self_chat"), ("before", "after"), strict=True):
+        chat = _results(run_dir, stage)["chat"]
+        texts = [a["answer"] for a in chat["answers"]["answers"]]
+        out[arm] = {"pref_acc": pref[f"prefers_chosen_{when}"], "margin": pref[f"margin_{when}"],
+                    "asst": chat["assistant_loss"]["loss"], "rules": statistics.mean(reply_score(t) for t in texts),
+                    "distinct_2": chat["answers"]["distinct_2"], "degenerate": chat["answers"]["degenerate_share"],
+                    "n_pairs": pref["n"], "self_pairs": pairs["pairs"], "wall_s": wall}  # fmt: skip
+    return out
+
+
+def run_chat_vector_arms(path: Path) -> dict[str, dict]:
+    from vinaforge.recipe import load_recipe
+    from vinaforge.runner import run_recipe
+
+    started = time.time()
+    run_dir = run_recipe(load_recipe(path))
+    out = {}
+    for arm, stage in [*((a, _eval_of(m)) for a, m in CHAT_VECTOR_ARMS.items()), ("the base's own SFT", "eval_instruct")]:
+        res = _results(run_dir, stage)
+        loss = res["chat"]["assistant_loss"]
+        out[arm] = {"vi_bpb": res["bpb_sets"]["vi"]["bits_per_byte"], "en_bpb": res["bpb_sets"]["en"]["bits_per_byte"],
+                    "asst_single": loss["loss"], "asst_bpb": loss["bits_per_byte"],
+                    "wall_s": round(time.time() - started, 1)}  # fmt: skip
+    return out
+
+
 def run_merge_arms(path: Path) -> dict[str, dict]:
     from vinaforge.recipe import load_recipe
     from vinaforge.runner import run_recipe
@@ -550,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     prep = prep_recipe(args.scale)
     table: dict[str, dict[str, list[dict]]] = {}
     chat: dict[str, dict[str, list[dict]]] = {}  # preference and merge rows: their own tables
+    extra: dict[str, dict[str, list[dict]]] = {}  # self-preference and chat-vector rows: theirs
     for row in args.rows.split(","):
         if row not in ALL_ROWS:
             ap.error(f"unknown row {row!r}; rows: {', '.join(ALL_ROWS)}")
@@ -558,6 +678,17 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.seeds):
                 for arm, res in run_merge_arms(merge_recipe(seed, tokens, scale, prep, *data)).items():
                     _keep(chat, row, arm, seed, res)
+            continue
+        if row == "self-preference":
+            data = preference_files(prep)
+            for seed in range(args.seeds):
+                for arm, res in run_self_pref_arms(self_pref_recipe(seed, tokens, scale, prep, data)).items():
+                    _keep(extra, row, arm, seed, res)
+            continue
+        if row == "chat-vector":
+            for seed in range(args.seeds):
+                for arm, res in run_chat_vector_arms(chat_vector_recipe(seed, tokens, scale, prep)).items():
+                    _keep(extra, row, arm, seed, res)
             continue
         if row in PREF_ROWS:
             data = preference_files(prep)
@@ -588,10 +719,11 @@ def main(argv: list[str] | None = None) -> int:
                 first = first or res
                 _keep(table, row, arm, seed, res)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps({**table, **chat}, indent=2))
+    (OUT / "results.json").write_text(json.dumps({**table, **chat, **extra}, indent=2))
     merged = chat.pop("merge", None)
     for part in (markdown(table, args) if table else "", pref_markdown(chat) if chat else "",
-                 merge_markdown(merged) if merged else ""):  # fmt: skip
+                 merge_markdown(merged) if merged else "",
+                 *(COLUMNS_MARKDOWN[row](arms) for row, arms in extra.items())):  # fmt: skip
         print(part)
     return 0
 
@@ -620,6 +752,26 @@ def merge_markdown(arms: dict[str, list[dict]]) -> str:
         cols = [_ms([r[k] for r in runs]) for k in ("vi_bpb", "en_bpb", "asst_single", "asst_multi")]
         lines.append(f"| {arm} | {' | '.join(cols)} |")
     return "\n".join(lines)
+
+
+def columns_markdown(arms: dict[str, list[dict]], columns: dict[str, str]) -> str:
+    """One row per arm, mean ± sd of each ``columns`` key (header: its value); "–" where absent."""
+    lines = [f"| arm | {' | '.join(columns.values())} |", "|---" * (len(columns) + 1) + "|"]
+    for arm, runs in arms.items():
+        cols = [_ms([r[k] for r in runs]) if runs[0].get(k) is not None else "–" for k in columns]
+        lines.append(f"| {arm} | {' | '.join(cols)} |")
+    return "\n".join(lines)
+
+
+COLUMNS_MARKDOWN = {
+    "self-preference": lambda arms: columns_markdown(arms, {
+        "pref_acc": "held-out preference accuracy", "asst": "held-out assistant loss",
+        "rules": "rules score of held-out answers", "distinct_2": "distinct-2", "degenerate": "degenerate share",
+        "self_pairs": "self-preference pairs", "wall_s": "wall s (run)"}),
+    "chat-vector": lambda arms: columns_markdown(arms, {
+        "vi_bpb": "Vietnamese bpb (VTB dev)", "en_bpb": "English bpb", "asst_single": "assistant loss (nats/token)",
+        "asst_bpb": "assistant loss (bits/byte)", "wall_s": "wall s (run)"}),
+}  # fmt: skip
 
 
 def _flops_per_token(model_dir: Path) -> float:

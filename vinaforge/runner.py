@@ -43,7 +43,7 @@ from vinaforge.logs import log_to_file
 from vinaforge.recipe import Recipe, RecipeError, StageSpec, ref_targets, resolved_config
 from vinaforge.redact import redact_obj, redact_text
 from vinaforge.report import write_report
-from vinaforge.stage import StageContext, StageResult, is_resumable
+from vinaforge.stage import StageContext, StageResult, declared_outputs, is_resumable
 
 log = logging.getLogger("vinaforge.run")
 PARTIAL_MARK = ".vinaforge_partial.json"
@@ -215,6 +215,7 @@ def check_refs(recipe: Recipe, spec: StageSpec, run_dir: Path, only_done: dict |
     for key, ref, target in ref_targets(spec, dirs):
         stage = ref[1:].split("/", 1)[0]
         if only_done is not None and (only_done.get(stage) or {}).get("status") != "done":
+            _check_declared(recipe, ref, f"{recipe.path}:{line}: {key}")
             continue
         text = str(target)
         found = bool(glob.glob(text)) if any(c in text for c in "*?[") else target.exists()
@@ -223,6 +224,21 @@ def check_refs(recipe: Recipe, spec: StageSpec, run_dir: Path, only_done: dict |
                 f"{recipe.path}:{line}: {key}: {ref} does not exist in the output of stage {stage!r} "
                 f"(looked for {target})"
             )
+
+
+def _check_declared(recipe: Recipe, ref: str, where: str) -> None:
+    """A reference into a stage that has not run yet must name one of its declared outputs."""
+    stage, _, rest = ref[1:].partition("/")
+    first = rest.split("/", 1)[0]
+    if not first or any(c in first for c in "*?["):
+        return
+    upstream = recipe.stage(stage)
+    names = declared_outputs(upstream.module, upstream.config)
+    if names is not None and first not in names:
+        raise RecipeError(
+            f"{where}: {ref}: stage {stage!r} ({upstream.kind}) writes no {first!r}; "
+            f"its outputs are {', '.join(sorted(names - {'log.txt', 'result.json'}))}"
+        )
 
 
 # ----------------------------------------------------------------------------- reuse

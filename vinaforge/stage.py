@@ -156,5 +156,24 @@ def load_stage_module(kind: str, allow_modules: list[str] | tuple[str, ...] = ()
     return module
 
 
+def declared_outputs(module: ModuleType, config: StageConfig) -> frozenset[str] | None:
+    """The names a stage always writes at the top of its folder, known before it runs, or None.
+
+    A stage module declares them as ``OUTPUTS`` (a tuple), or as ``declared_outputs(config)`` when
+    they depend on its config (the ``recipe`` stage: its ``outputs`` keys). ``recipe check`` then
+    refuses a reference into the stage that names anything else, before an hour of upstream work
+    (a ``@self_preference/pairs`` for ``pairs.jsonl`` used to fail only when the DPO stage started).
+    Modules that declare nothing are checked only once they have run. Every stage also writes its
+    log and result file.
+    """
+    if hasattr(module, "declared_outputs"):
+        names = module.declared_outputs(config)
+    elif hasattr(module, "OUTPUTS"):
+        names = module.OUTPUTS
+    else:
+        return None
+    return frozenset(names) | {"log.txt", "result.json"}
+
+
 def is_resumable(module: ModuleType) -> bool:
     return bool(getattr(module, "RESUMABLE", False))

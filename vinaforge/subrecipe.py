@@ -47,6 +47,11 @@ class Config(StageConfig):
         return self
 
 
+def declared_outputs(config: Config) -> list[str]:
+    """For ``recipe check``: this stage's folder holds exactly the outputs it names."""
+    return list(config.outputs)
+
+
 def run(config: Config, ctx: StageContext) -> StageResult:
     from vinaforge.recipe import load_recipe
     from vinaforge.runner import _load_manifest, run_recipe

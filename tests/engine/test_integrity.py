@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -334,3 +335,26 @@ def test_reference_into_a_finished_stage_must_exist(tmp_path):
     assert out.returncode == 2 and "stages.second.source" in out.stderr
     with pytest.raises(RecipeError, match=r"stages\.second\.source: @first/nope does not exist"):
         run_recipe(load(bad), run_root=runs)
+
+
+def test_reference_to_an_undeclared_output_fails_recipe_check_before_anything_runs(tmp_path):
+    """A stage that declares its outputs (``OUTPUTS``, or ``declared_outputs`` for a sub-recipe)
+    lets ``recipe check`` refuse ``@split/train`` (for ``train.jsonl``) with nothing run yet: the
+    seallm recipe's ``@self_preference/pairs`` used to fail only when its DPO stage started."""
+    sub = tmp_path / "sub.yaml"
+    sub.write_text('name: sub\nstages:\n  split: {inputs: ["recipes/seeds/data/vi_heldout_prompts.jsonl"]}\n')
+    recipe = tmp_path / "refs.yaml"
+    body = (f"name: refs\nstages:\n  split: {{inputs: [{REPO / 'recipes/seeds/data/vi_heldout_prompts.jsonl'}]}}\n"
+            f"  up: {{kind: recipe, recipe: {sub}, outputs: {{prompts: split/train.jsonl}}}}\n"
+            '  again: {kind: split, inputs: ["{ref}"]}\n')  # fmt: skip
+    runs = tmp_path / "runs"
+    for ref, where in (("@split/train", "'split' (split) writes no 'train'; its outputs are duplicates.jsonl, "
+                        "heldout.jsonl, stats.json, train.jsonl"),
+                       ("@up/model", "'up' (recipe) writes no 'model'; its outputs are prompts")):  # fmt: skip
+        recipe.write_text(body.replace("{ref}", ref))
+        with pytest.raises(RecipeError, match=re.escape(f"stages.again.inputs.0: {ref}: stage {where}")):
+            check_recipe_inputs(load(recipe), runs)
+        assert not runs.exists()
+    for ok in ("@split/train.jsonl", "@up/prompts", "@split/*.jsonl", "@split"):
+        recipe.write_text(body.replace("{ref}", ok))
+        check_recipe_inputs(load(recipe), runs)

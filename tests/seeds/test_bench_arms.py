@@ -43,6 +43,11 @@ def test_every_arm_recipe_loads(bench, tmp_path):
         assert {"reward"} <= set(kinds) if row == "reward" else {"sft", "dpo", "orpo"} <= set(kinds)
     merge = load_recipe(bench.merge_recipe(0, 1000, scale, prep, data, data))
     assert {"linear", "ties"} <= {s.name for s in merge.stages}
+    self_pref = {s.name: s for s in load_recipe(bench.self_pref_recipe(0, 1000, scale, prep, data)).stages}
+    assert self_pref["dpo_self"].kind == "dpo" and self_pref["self_preference"].config.judge.kind == "rules"
+    vector = {s.name: s for s in load_recipe(bench.chat_vector_recipe(0, 1000, scale, prep)).stages}
+    assert [vector[n].config.chat_vector.lam for n in ("cv_half", "cv_one")] == [0.5, 1.0]
+    assert vector["instruct"].kind == "sft" and vector["instruct"].config.model == "@prep/base"
     # an arm in several rows is one run: 12 CPT arms, of which the extended mean-init arm is in
     # three rows (10 runs), + 2 SFT arms
     assert len(names) == 12

@@ -22,3 +22,11 @@ def test_short_replies_are_scaled_down():
 def test_bigram_diversity():
     assert bigram_diversity("một") == 1.0
     assert bigram_diversity("a b a b a b") == 2 / 5
+
+
+def test_a_character_loop_inside_one_word_is_a_loop():
+    # what SFT + self-preference DPO learned from this judge before the character-loop factor:
+    # "Một có" + 45 zeros scored 0.75, against 0.17 for a stutter of words
+    digit_loop = reply_score("Một có 100000000000000000000000000000000000000000000")
+    assert digit_loop < reply_score("và và và và và và") < reply_score("Năm 2000 có 1000000 người dự.")
+    assert reply_score("Năm 2000 có 1000000 người dự.") == 1.0  # a number of 7 characters is no loop

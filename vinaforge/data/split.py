@@ -24,6 +24,8 @@ from vinaforge.io import atomic_path, atomic_write_json, expand_inputs, iter_jso
 from vinaforge.recipe import InputPaths
 from vinaforge.stage import StageConfig, StageContext, StageResult
 
+OUTPUTS = ("train.jsonl", "heldout.jsonl", "duplicates.jsonl", "stats.json")  # for recipe check
+
 
 class Config(StageConfig):
     """Settings of the ``split`` stage."""

@@ -38,6 +38,7 @@ from vinaforge.recipe import InputPath, InputPaths
 from vinaforge.stage import StageConfig, StageContext, StageResult
 
 RESUMABLE = True
+OUTPUTS = ("samples.jsonl", "scores.jsonl", "pairs.jsonl", "rejected.jsonl")  # for recipe check
 log = logging.getLogger(__name__)
 
 JUDGE_PROMPT = (
