@@ -55,6 +55,7 @@ class JudgeConfig(StageConfig):
     backend: BackendConfig | None = Field(None, description="openai: the judge endpoint")
     reward_model: InputPath | None = Field(None, description="reward_model: a sequence-classification folder")
     max_new_tokens: int = Field(8, ge=1)
+    max_char_run: int = Field(8, ge=1, description="rules: a longer run of one character scores as a loop")
 
 
 class Config(StageConfig):
@@ -81,7 +82,7 @@ def make_scorer(cfg: JudgeConfig, policy: Any) -> Scorer:
     if cfg.kind == "rules":
         from vinaforge.text.reply_score import reply_score
 
-        return lambda _prompt, replies: [round(10 * reply_score(r), 3) for r in replies]
+        return lambda _prompt, replies: [round(10 * reply_score(r, max_char_run=cfg.max_char_run), 3) for r in replies]
     if cfg.kind == "vi_ratio":
         from vinaforge.text.validate import valid_syllable_ratio
 
