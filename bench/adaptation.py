@@ -385,11 +385,7 @@ def merge_recipe(seed: int, tokens: int, scale: dict, prep: Path, pref_data: tup
     for key, model in zip(MERGE_ARMS, ("@single/model", "@multi/model", "@linear/model", "@ties/model"), strict=True):
         slug = _slug(key)
         for held, convs in (("single", "@prep/sft_heldout.jsonl"), ("multi", str(turn_data[1]))):
-            chat = {"conversations": [convs], "loss_template": "vicuna", "max_length": scale["seq_len"]}
-            stage = {"kind": "eval", "model": model, "chat": chat, "max_length": scale["seq_len"], "batch_size": 8}
-            if held == "single":
-                stage["heldout_sets"] = {"vi": [VTB_DEV], "en": ["@prep/en_heldout"]}
-            stages[f"eval_{slug}_{held}"] = stage
+            stages[f"eval_{slug}_{held}"] = _chat_eval(model, scale, convs, bpb=held == "single")
     return _write({"name": f"adapt-merge-s{seed}", "run_dir": str(OUT / "runs"), "seed": seed, "stages": stages})
 
 
@@ -493,13 +489,13 @@ def run_chat_vector_arms(path: Path) -> dict[str, dict]:
 
     started = time.time()
     run_dir = run_recipe(load_recipe(path))
+    wall = round(time.time() - started, 1)
     out = {}
     for arm, stage in [*((a, _eval_of(m)) for a, m in CHAT_VECTOR_ARMS.items()), ("the base's own SFT", "eval_instruct")]:
         res = _results(run_dir, stage)
         loss = res["chat"]["assistant_loss"]
         out[arm] = {"vi_bpb": res["bpb_sets"]["vi"]["bits_per_byte"], "en_bpb": res["bpb_sets"]["en"]["bits_per_byte"],
-                    "asst_single": loss["loss"], "asst_bpb": loss["bits_per_byte"],
-                    "wall_s": round(time.time() - started, 1)}  # fmt: skip
+                    "asst_single": loss["loss"], "asst_bpb": loss["bits_per_byte"], "wall_s": wall}  # fmt: skip
     return out
 
 
